@@ -1,0 +1,144 @@
+"""The narrow storage seam: everything the engine persists goes through ``Store``, so a server database can
+replace the embedded SQLite file without touching the domain."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from ..faults import FaultEvent
+from ..pages import Fidelity, Page, Provenance, Representation
+
+JournalStatus = Literal["staged", "validated", "committed", "rejected", "lost"]
+
+
+class StoreError(Exception):
+    """The backend failed (I/O, corruption, lock timeout): callers report backend_error, never an empty result."""
+
+
+@dataclass(slots=True)
+class SessionRecord:
+    session_id: str
+    principal: str
+    project_id: str
+    budget: int
+    turn: int = 0
+    ended: bool = False
+    state: dict[str, object] = field(default_factory=lambda: {})
+
+
+@dataclass(slots=True)
+class JournalEntry:
+    session_id: str
+    namespace: str
+    page_id: str
+    op: str
+    status: JournalStatus
+    commit_mode: str
+    request: dict[str, object]
+    turn: int
+    reasons: list[dict[str, str]] = field(default_factory=lambda: [])
+    version: int | None = None
+    txn_id: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    session_id: str
+    call_id: str
+    signature: str
+    tool: str
+    args_json: str
+    evidence_page_id: str
+    turn: int
+    has_result: bool
+
+
+@dataclass(slots=True)
+class PageCommit:
+    """One page's committed state plus the journal rows it settles; ``new_entry`` is written in the same txn."""
+
+    namespace: str
+    page: Page
+    expected_version: int
+    txn_ids: list[int] = field(default_factory=lambda: [])
+    new_entry: JournalEntry | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Conflict:
+    page_id: str
+    current_version: int
+
+
+class Store(Protocol):
+    async def close(self) -> None: ...
+    async def get_session(self, session_id: str) -> SessionRecord | None: ...
+    async def put_session(self, record: SessionRecord) -> None: ...
+    async def load_pages(self, namespaces: list[str]) -> list[tuple[str, Page]]: ...
+    async def get_page(self, namespace: str, page_id: str) -> Page | None: ...
+    async def count_pages(self, namespace: str) -> int: ...
+    async def stage(self, entry: JournalEntry) -> int: ...
+    async def commit(self, writes: list[PageCommit]) -> tuple[list[int], list[Conflict]]: ...
+    async def mark(self, txn_ids: list[int], status: JournalStatus, reasons: list[dict[str, str]]) -> None: ...
+    async def pending(self, session_id: str) -> list[JournalEntry]: ...
+    async def journal(self, session_id: str, limit: int) -> list[JournalEntry]: ...
+    async def journal_counts(self, session_id: str) -> dict[str, int]: ...
+    async def add_tool_call(self, call: ToolCall) -> None: ...
+    async def tool_calls(self, session_id: str) -> list[ToolCall]: ...
+    async def add_faults(self, session_id: str, events: list[FaultEvent]) -> None: ...
+    async def faults(self, session_id: str) -> list[FaultEvent]: ...
+    async def search(self, namespaces: list[str], terms: list[str], page_type: str | None, limit: int) -> list[Page]: ...
+
+
+def page_to_json(page: Page) -> dict[str, object]:
+    return {
+        "page_id": page.page_id,
+        "type": page.type,
+        "scope": page.scope,
+        "pin": page.pin,
+        "min_fidelity": page.min_fidelity.label,
+        "version": page.version,
+        "provenance": {"source": page.provenance.source, "ref": page.provenance.ref, "turn": page.provenance.turn},
+        "content": page.content,
+        "fields": page.fields,
+        "explicit_fields": page.explicit_fields,
+        "representations": {lv.label: [r.text, r.tokens] for lv, r in page.representations.items()},
+        "recompute_cost": page.recompute_cost,
+        "base_utility": page.base_utility,
+        "created_turn": page.created_turn,
+        "last_access_turn": page.last_access_turn,
+        "title": page.title,
+        "deleted": page.deleted,
+    }
+
+
+def page_from_json(data: dict[str, object]) -> Page:
+    prov = data["provenance"]
+    reps = data["representations"]
+    assert isinstance(prov, dict) and isinstance(reps, dict)
+    return Page(
+        page_id=str(data["page_id"]),
+        type=data["type"],  # type: ignore[arg-type]
+        scope=data["scope"],  # type: ignore[arg-type]
+        pin=data["pin"],  # type: ignore[arg-type]
+        min_fidelity=Fidelity.parse(str(data["min_fidelity"])),
+        version=int(data["version"]),  # type: ignore[call-overload]
+        provenance=Provenance(prov["source"], str(prov["ref"]), int(prov["turn"])),  # pyright: ignore
+        content=str(data["content"]),
+        fields=data["fields"],  # type: ignore[arg-type]
+        explicit_fields=data.get("explicit_fields") or {},  # type: ignore[arg-type]
+        representations={Fidelity.parse(k): Representation(v[0], int(v[1])) for k, v in reps.items()},  # pyright: ignore
+        recompute_cost=float(data["recompute_cost"]),  # type: ignore[arg-type]
+        base_utility=float(data["base_utility"]),  # type: ignore[arg-type]
+        created_turn=int(data["created_turn"]),  # type: ignore[call-overload]
+        last_access_turn=int(data["last_access_turn"]),  # type: ignore[call-overload]
+        title=str(data.get("title", "")),
+        deleted=bool(data.get("deleted", False)),
+    )
+
+
+def dumps(value: object) -> str:
+    """Canonical JSON: sorted keys, no spaces, so stored bytes and hashes are reproducible."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)

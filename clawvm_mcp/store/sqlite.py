@@ -1,0 +1,372 @@
+"""aiosqlite implementation of ``Store``: WAL, foreign keys, forward migrations, one transaction per commit."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sqlite3
+from collections.abc import AsyncGenerator, Iterable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from ..faults import FaultEvent
+from ..pages import Page
+from .base import (
+    Conflict,
+    JournalEntry,
+    JournalStatus,
+    PageCommit,
+    SessionRecord,
+    StoreError,
+    ToolCall,
+    dumps,
+    page_from_json,
+    page_to_json,
+)
+
+log = logging.getLogger(__name__)
+APPLICATION_ID = 0x436C5756  # "ClWV": tells our files from any other SQLite database
+BUSY_TIMEOUT_MS = 10_000
+LOCK_RETRIES = 50
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: initial schema
+    """
+    CREATE TABLE sessions (
+        session_id TEXT PRIMARY KEY,
+        principal TEXT NOT NULL,
+        project_id TEXT NOT NULL,
+        budget INTEGER NOT NULL,
+        turn INTEGER NOT NULL DEFAULT 0,
+        ended INTEGER NOT NULL DEFAULT 0,
+        state TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE TABLE pages (
+        namespace TEXT NOT NULL,
+        page_id TEXT NOT NULL,
+        type TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        deleted INTEGER NOT NULL DEFAULT 0,
+        search_text TEXT NOT NULL,
+        body TEXT NOT NULL,
+        PRIMARY KEY (namespace, page_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE journal (
+        txn_id INTEGER PRIMARY KEY AUTOINCREMENT,
+        session_id TEXT NOT NULL REFERENCES sessions(session_id),
+        namespace TEXT NOT NULL,
+        page_id TEXT NOT NULL,
+        op TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('staged','validated','committed','rejected','lost')),
+        commit_mode TEXT NOT NULL,
+        request TEXT NOT NULL,
+        reasons TEXT NOT NULL DEFAULT '[]',
+        version INTEGER,
+        turn INTEGER NOT NULL
+    );
+    CREATE INDEX journal_session_status ON journal(session_id, status);
+    CREATE TABLE tool_calls (
+        session_id TEXT NOT NULL REFERENCES sessions(session_id),
+        call_id TEXT NOT NULL,
+        signature TEXT NOT NULL,
+        tool TEXT NOT NULL,
+        args TEXT NOT NULL,
+        evidence_page_id TEXT NOT NULL,
+        turn INTEGER NOT NULL,
+        has_result INTEGER NOT NULL,
+        PRIMARY KEY (session_id, call_id)
+    );
+    CREATE TABLE faults (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        session_id TEXT NOT NULL REFERENCES sessions(session_id),
+        kind TEXT NOT NULL,
+        turn INTEGER NOT NULL,
+        subject TEXT NOT NULL,
+        detail TEXT NOT NULL
+    );
+    CREATE INDEX faults_session ON faults(session_id);
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def _search_text(page: Page) -> str:
+    return f"{page.page_id}\n{page.title}\n{page.content}\n{dumps(page.fields)}".lower()
+
+
+def _entry(row: sqlite3.Row) -> JournalEntry:
+    return JournalEntry(
+        session_id=row["session_id"],
+        namespace=row["namespace"],
+        page_id=row["page_id"],
+        op=row["op"],
+        status=row["status"],
+        commit_mode=row["commit_mode"],
+        request=json.loads(row["request"]),
+        turn=row["turn"],
+        reasons=json.loads(row["reasons"]),
+        version=row["version"],
+        txn_id=row["txn_id"],
+    )
+
+
+class SQLiteStore:
+    """One aiosqlite connection per process; SQLite's file locks arbitrate between processes."""
+
+    def __init__(self, conn: aiosqlite.Connection, path: str) -> None:
+        self._conn = conn
+        self.path = path
+        self._write_lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: str | Path) -> SQLiteStore:
+        target = str(path)
+        if target != ":memory:":
+            Path(target).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            conn = await aiosqlite.connect(target, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open database {target}: {exc}") from exc
+        conn.row_factory = sqlite3.Row
+        store = cls(conn, target)
+        try:
+            await store._prepare()
+        except BaseException:
+            await conn.close()
+            raise
+        return store
+
+    async def _prepare(self) -> None:
+        c = self._conn
+        try:
+            await c.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            app_id = await self._scalar("PRAGMA application_id")
+            version = await self._scalar("PRAGMA user_version")
+            tables = await self._scalar("SELECT count(*) FROM sqlite_master")
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path} is not a usable SQLite database ({exc})") from exc
+        if app_id not in (0, APPLICATION_ID) or (app_id == 0 and tables):
+            raise StoreError(f"{self.path} is a SQLite database of another application; refusing to touch it")
+        if version > SCHEMA_VERSION:
+            raise StoreError(f"{self.path} has schema v{version}; this clawvm-mcp knows up to v{SCHEMA_VERSION}")
+        await c.execute("PRAGMA journal_mode = WAL")
+        await c.execute("PRAGMA synchronous = FULL")
+        await c.execute("PRAGMA foreign_keys = ON")
+        for number in range(version + 1, SCHEMA_VERSION + 1):
+            async with self._transaction():
+                for statement in _statements(MIGRATIONS[number - 1]):
+                    await c.execute(statement)
+                await c.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                await c.execute(f"PRAGMA user_version = {number}")
+            log.info("migrated %s to schema v%d", self.path, number)
+
+    async def _scalar(self, sql: str, params: Iterable[Any] = ()) -> int:
+        async with self._conn.execute(sql, tuple(params)) as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row is not None else 0
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncGenerator[aiosqlite.Connection, None]:
+        """BEGIN IMMEDIATE takes the write lock up front; a busy file is retried here, never shown to the model."""
+        async with self._write_lock:
+            for attempt in range(LOCK_RETRIES):
+                try:
+                    await self._conn.execute("BEGIN IMMEDIATE")
+                    break
+                except sqlite3.OperationalError as exc:
+                    if "locked" not in str(exc) and "busy" not in str(exc) or attempt == LOCK_RETRIES - 1:
+                        raise StoreError(f"database busy: {exc}") from exc
+                    await asyncio.sleep(0.01 * (attempt + 1))
+            try:
+                yield self._conn
+            except BaseException:
+                await self._conn.execute("ROLLBACK")
+                raise
+            else:
+                await self._conn.execute("COMMIT")
+
+    async def close(self) -> None:
+        await self._conn.close()
+
+    async def get_session(self, session_id: str) -> SessionRecord | None:
+        async with self._conn.execute("SELECT * FROM sessions WHERE session_id = ?", (session_id,)) as cur:
+            row = await cur.fetchone()
+        if row is None:
+            return None
+        return SessionRecord(
+            row["session_id"], row["principal"], row["project_id"], row["budget"], row["turn"], bool(row["ended"]),
+            json.loads(row["state"]),
+        )
+
+    async def put_session(self, record: SessionRecord) -> None:
+        async with self._transaction() as c:
+            await c.execute(
+                "INSERT INTO sessions(session_id, principal, project_id, budget, turn, ended, state)"
+                " VALUES (?,?,?,?,?,?,?) ON CONFLICT(session_id) DO UPDATE SET budget=excluded.budget,"
+                " turn=excluded.turn, ended=excluded.ended, state=excluded.state",
+                (record.session_id, record.principal, record.project_id, record.budget, record.turn,
+                 int(record.ended), dumps(record.state)),
+            )
+
+    async def load_pages(self, namespaces: list[str]) -> list[tuple[str, Page]]:
+        marks = ",".join("?" * len(namespaces))
+        async with self._conn.execute(
+            f"SELECT namespace, body FROM pages WHERE namespace IN ({marks}) AND deleted = 0", namespaces
+        ) as cur:
+            return [(row[0], page_from_json(json.loads(row[1]))) async for row in cur]
+
+    async def get_page(self, namespace: str, page_id: str) -> Page | None:
+        async with self._conn.execute(
+            "SELECT body FROM pages WHERE namespace = ? AND page_id = ?", (namespace, page_id)
+        ) as cur:
+            row = await cur.fetchone()
+        return None if row is None else page_from_json(json.loads(row[0]))
+
+    async def count_pages(self, namespace: str) -> int:
+        return await self._scalar("SELECT count(*) FROM pages WHERE namespace = ? AND deleted = 0", (namespace,))
+
+    async def _insert_entry(self, c: aiosqlite.Connection, entry: JournalEntry) -> int:
+        cur = await c.execute(
+            "INSERT INTO journal(session_id, namespace, page_id, op, status, commit_mode, request, reasons, version,"
+            " turn) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            (entry.session_id, entry.namespace, entry.page_id, entry.op, entry.status, entry.commit_mode,
+             dumps(entry.request), dumps(entry.reasons), entry.version, entry.turn),
+        )
+        entry.txn_id = int(cur.lastrowid or 0)
+        return entry.txn_id
+
+    async def stage(self, entry: JournalEntry) -> int:
+        async with self._transaction() as c:
+            return await self._insert_entry(c, entry)
+
+    async def commit(self, writes: list[PageCommit]) -> tuple[list[int], list[Conflict]]:
+        conflicts: list[Conflict] = []
+        committed: list[int] = []
+        async with self._transaction() as c:
+            for w in writes:
+                async with c.execute(
+                    "SELECT version FROM pages WHERE namespace = ? AND page_id = ?", (w.namespace, w.page.page_id)
+                ) as cur:
+                    row = await cur.fetchone()
+                current = 0 if row is None else int(row[0])
+                txns = list(w.txn_ids)
+                if current != w.expected_version:
+                    conflicts.append(Conflict(w.page.page_id, current))
+                    reasons = [{"code": "DESTRUCTIVE_OP", "detail": (
+                        f"page {w.page.page_id!r} changed underneath this write: expected v{w.expected_version},"
+                        f" current version is {current}")}]
+                    if w.new_entry is not None:
+                        w.new_entry.status, w.new_entry.reasons = "rejected", reasons
+                        await self._insert_entry(c, w.new_entry)
+                    await self._mark(c, txns, "rejected", reasons)
+                    continue
+                w.page.version = w.expected_version + 1
+                await c.execute(
+                    "INSERT INTO pages(namespace, page_id, type, version, deleted, search_text, body)"
+                    " VALUES (?,?,?,?,?,?,?) ON CONFLICT(namespace, page_id) DO UPDATE SET type=excluded.type,"
+                    " version=excluded.version, deleted=excluded.deleted, search_text=excluded.search_text,"
+                    " body=excluded.body",
+                    (w.namespace, w.page.page_id, w.page.type, w.page.version, int(w.page.deleted),
+                     _search_text(w.page), dumps(page_to_json(w.page))),
+                )
+                if w.new_entry is not None:
+                    w.new_entry.status, w.new_entry.version = "committed", w.page.version
+                    txns.append(await self._insert_entry(c, w.new_entry))
+                await c.execute(
+                    f"UPDATE journal SET status = 'committed', version = ? WHERE txn_id IN ({','.join('?' * len(txns))})",
+                    (w.page.version, *txns),
+                )
+                committed.extend(txns)
+        return committed, conflicts
+
+    async def _mark(self, c: aiosqlite.Connection, txn_ids: list[int], status: JournalStatus,
+                    reasons: list[dict[str, str]]) -> None:
+        if txn_ids:
+            await c.execute(
+                f"UPDATE journal SET status = ?, reasons = ? WHERE txn_id IN ({','.join('?' * len(txn_ids))})",
+                (status, dumps(reasons), *txn_ids),
+            )
+
+    async def mark(self, txn_ids: list[int], status: JournalStatus, reasons: list[dict[str, str]]) -> None:
+        async with self._transaction() as c:
+            await self._mark(c, txn_ids, status, reasons)
+
+    async def pending(self, session_id: str) -> list[JournalEntry]:
+        async with self._conn.execute(
+            "SELECT * FROM journal WHERE session_id = ? AND status IN ('staged','validated') ORDER BY txn_id",
+            (session_id,),
+        ) as cur:
+            return [_entry(row) async for row in cur]
+
+    async def journal(self, session_id: str, limit: int) -> list[JournalEntry]:
+        async with self._conn.execute(
+            "SELECT * FROM journal WHERE session_id = ? ORDER BY txn_id DESC LIMIT ?", (session_id, limit)
+        ) as cur:
+            rows = [_entry(row) async for row in cur]
+        return rows[::-1]
+
+    async def journal_counts(self, session_id: str) -> dict[str, int]:
+        async with self._conn.execute(
+            "SELECT status, count(*) FROM journal WHERE session_id = ? GROUP BY status", (session_id,)
+        ) as cur:
+            return {row[0]: int(row[1]) async for row in cur}
+
+    async def add_tool_call(self, call: ToolCall) -> None:
+        async with self._transaction() as c:
+            await c.execute(
+                "INSERT INTO tool_calls(session_id, call_id, signature, tool, args, evidence_page_id, turn, has_result)"
+                " VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(session_id, call_id) DO UPDATE SET has_result=excluded.has_result",
+                (call.session_id, call.call_id, call.signature, call.tool, call.args_json, call.evidence_page_id,
+                 call.turn, int(call.has_result)),
+            )
+
+    async def tool_calls(self, session_id: str) -> list[ToolCall]:
+        async with self._conn.execute(
+            "SELECT * FROM tool_calls WHERE session_id = ? ORDER BY turn, call_id", (session_id,)
+        ) as cur:
+            return [
+                ToolCall(r["session_id"], r["call_id"], r["signature"], r["tool"], r["args"], r["evidence_page_id"],
+                         r["turn"], bool(r["has_result"]))
+                async for r in cur
+            ]
+
+    async def add_faults(self, session_id: str, events: list[FaultEvent]) -> None:
+        if not events:
+            return
+        async with self._transaction() as c:
+            await c.executemany(
+                "INSERT INTO faults(session_id, kind, turn, subject, detail) VALUES (?,?,?,?,?)",
+                [(session_id, e.kind, e.turn, e.subject, e.detail) for e in events],
+            )
+
+    async def faults(self, session_id: str) -> list[FaultEvent]:
+        async with self._conn.execute(
+            "SELECT kind, turn, subject, detail FROM faults WHERE session_id = ? ORDER BY id", (session_id,)
+        ) as cur:
+            return [FaultEvent(r[0], r[1], r[2], r[3]) async for r in cur]
+
+    async def search(self, namespaces: list[str], terms: list[str], page_type: str | None, limit: int) -> list[Page]:
+        marks = ",".join("?" * len(namespaces))
+        sql = f"SELECT body, search_text FROM pages WHERE namespace IN ({marks}) AND deleted = 0"
+        params: list[Any] = list(namespaces)
+        if page_type is not None:
+            sql += " AND type = ?"
+            params.append(page_type)
+        if terms:
+            sql += " AND (" + " OR ".join("instr(search_text, ?) > 0" for _ in terms) + ")"
+            params.extend(terms)
+        scored: list[tuple[int, str, Page]] = []
+        async with self._conn.execute(sql, params) as cur:
+            async for row in cur:
+                page = page_from_json(json.loads(row[0]))
+                scored.append((-sum(t in row[1] for t in terms), page.page_id, page))
+        scored.sort(key=lambda s: (s[0], s[1]))
+        return [p for _, _, p in scored[:limit]]
+
+
+def _statements(script: str) -> list[str]:
+    return [s.strip() for s in script.split(";") if s.strip()]
