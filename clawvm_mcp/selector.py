@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
@@ -119,24 +120,7 @@ def select(
                     left -= cost
 
     if policy.upgrade_mode != "none":
-        candidates: list[tuple[float, str, int, Fidelity, Fidelity]] = []
-        for page_id, page in working.items():
-            cur = level.get(page_id, Fidelity.NONE)
-            s = score(page, policy.upgrade_mode, recency.get(page_id, 0.0), (future or {}).get(page_id, 0))
-            ladder = [cur, *(lv for lv in page.levels() if lv > cur)]
-            for lo, hi in zip(ladder, ladder[1:], strict=False):
-                delta = page.tokens_at(hi) - page.tokens_at(lo)
-                ratio = float("inf") if delta <= 0 else s / delta
-                candidates.append((ratio, page_id, int(hi), lo, hi))
-        candidates.sort(key=lambda c: (c[0], c[1], c[2]), reverse=True)
-        for _, page_id, _, lo, hi in candidates:
-            page = working[page_id]
-            delta = page.tokens_at(hi) - page.tokens_at(lo)
-            if level.get(page_id, Fidelity.NONE) == lo and delta <= left:
-                level[page_id] = hi
-                left -= delta
-                if reason.get(page_id, "pointer-prefetch") == "pointer-prefetch":
-                    reason[page_id] = "upgraded"
+        left = _upgrade(working, level, reason, left, policy.upgrade_mode, recency, future or {})
 
     choices = tuple(
         Choice(pid, level.get(pid, Fidelity.NONE), working[pid].tokens_at(level.get(pid, Fidelity.NONE)), reason.get(pid, "dropped"))
@@ -160,3 +144,46 @@ def decay_recency(recency: dict[str, float], demanded: Iterable[str]) -> None:
             recency[key] = value
     for page_id in demanded:
         recency[page_id] = recency.get(page_id, 0.0) + 1.0
+
+
+def _upgrade(
+    working: Mapping[str, Page],
+    level: dict[str, Fidelity],
+    reason: dict[str, Reason],
+    left: int,
+    mode: UpgradeMode,
+    recency: Mapping[str, float],
+    future: Mapping[str, int],
+) -> int:
+    """Greedy one-level upgrades by score per extra token, best first, ties by (page_id, level) descending.
+
+    A heap replaces the single sorted pass so a page's next step competes as soon as its previous step lands
+    (a single pass strands pages whose cheaper-than-expected levels sort ahead of the step that unlocks them).
+    """
+    rank = {pid: i for i, pid in enumerate(sorted(working))}
+    scores = {pid: score(p, mode, recency.get(pid, 0.0), future.get(pid, 0)) for pid, p in working.items()}
+    heap: list[tuple[float, int, int, str, Fidelity]] = []
+
+    def push(page: Page) -> None:
+        cur = level.get(page.page_id, Fidelity.NONE)
+        nxt = next((lv for lv in page.levels() if lv > cur), None)
+        if nxt is None:
+            return
+        delta = page.tokens_at(nxt) - page.tokens_at(cur)
+        ratio = float("inf") if delta <= 0 else scores[page.page_id] / delta
+        heapq.heappush(heap, (-ratio, -rank[page.page_id], -int(nxt), page.page_id, nxt))
+
+    for page in working.values():
+        push(page)
+    while heap:
+        _, _, _, page_id, nxt = heapq.heappop(heap)
+        page = working[page_id]
+        delta = page.tokens_at(nxt) - page.tokens_at(level.get(page_id, Fidelity.NONE))
+        if delta > left:
+            continue
+        level[page_id] = nxt
+        left -= delta
+        if reason.get(page_id, "pointer-prefetch") == "pointer-prefetch":
+            reason[page_id] = "upgraded"
+        push(page)
+    return left

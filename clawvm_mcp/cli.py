@@ -1,0 +1,166 @@
+"""Console script ``clawvm-mcp``: serve (default), lifecycle, inspect, and the replay/bench verbs."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import anyio
+
+from . import __version__
+from .engine import EngineConfig
+from .engine.policy import Grant
+from .paths import default_db_path
+
+log = logging.getLogger("clawvm_mcp")
+VERBS = ("serve", "lifecycle", "inspect", "replay", "sweep", "workloads", "bench")
+
+
+def _grants(values: Sequence[str]) -> dict[str, Grant] | None:
+    if not values:
+        return None
+    grants: dict[str, Grant] = {}
+    for item in values:
+        project, _, level = item.partition("=")
+        if not project or level not in ("read", "write"):
+            raise SystemExit(f"Error: --grant takes PROJECT=read or PROJECT=write, got {item!r}")
+        grants[project] = "write" if level == "write" else "read"
+    return grants
+
+
+def _add_db(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--db", type=Path, default=None,
+                   help=f"SQLite database file (default: $CLAWVM_DB or {default_db_path()})")
+
+
+def _add_principal(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--principal", default=os.environ.get("CLAWVM_PRINCIPAL", "local"),
+                   help="who is writing (default: $CLAWVM_PRINCIPAL or 'local')")
+    p.add_argument("--grant", action="append", default=[], metavar="PROJECT=read|write",
+                   help="limit this principal to these project grants (default: write on every project)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="clawvm-mcp",
+        description="Harness-managed virtual memory for agents, served over MCP. Without a verb: serve over stdio.",
+    )
+    parser.add_argument("--version", action="version", version=f"clawvm-mcp {__version__}")
+    sub = parser.add_subparsers(dest="verb", metavar="VERB")
+
+    serve = sub.add_parser("serve", help="run the MCP server (stdio by default)",
+                           description="Run the MCP server over stdio, or streamable HTTP with --http.")
+    _add_db(serve)
+    _add_principal(serve)
+    serve.add_argument("--http", action="store_true", help="serve streamable HTTP at http://HOST:PORT/mcp")
+    serve.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8765, help="HTTP port (default 8765)")
+    serve.add_argument("--no-auth", action="store_true", help="HTTP without a bearer token (loopback testing only)")
+    serve.set_defaults(func=cmd_serve)
+
+    life = sub.add_parser("lifecycle", help="report a lifecycle event for a session (for harness hooks)",
+                          description="Commit staged writes and record a lifecycle event, as the lifecycle tool "
+                          "does; meant for harness hooks (PreCompact, SessionEnd, ...). Prints JSON.")
+    _add_db(life)
+    _add_principal(life)
+    life.add_argument("--session", required=True, help="session id")
+    life.add_argument("--event", required=True, choices=["turn_end", "compaction", "reset", "flush", "session_end"])
+    life.set_defaults(func=cmd_lifecycle)
+
+    insp = sub.add_parser("inspect", help="show a session's pages, journal and faults",
+                          description="Read-only view of a session: page table, journal and fault counts.")
+    _add_db(insp)
+    insp.add_argument("--session", required=True, help="session id")
+    insp.add_argument("--html", type=Path, default=None, help="also write a self-contained HTML report here")
+    insp.set_defaults(func=cmd_inspect)
+
+    return parser
+
+
+def _db(args: argparse.Namespace) -> Path:
+    return args.db if args.db is not None else default_db_path()
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .server import ServerConfig, create_server
+    from .store import SQLiteStore, StoreError
+
+    db = _db(args)
+    token = os.environ.get("CLAWVM_TOKEN")
+    if args.http and token is None and not args.no_auth:
+        print("Error: --http needs a bearer token in CLAWVM_TOKEN (or --no-auth, for loopback testing only)",
+              file=sys.stderr)
+        return 2
+
+    async def check() -> None:  # fail before the transport opens, with one clear line
+        store = await SQLiteStore.open(db)
+        await store.close()
+
+    try:
+        anyio.run(check)
+    except StoreError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 2
+    config = ServerConfig(db=db, principal=args.principal, engine=EngineConfig(grants=_grants(args.grant)))
+    server = create_server(config)
+    if args.http:
+        from .server.http import serve_http
+
+        log.info("serving http://%s:%d/mcp (auth %s)", args.host, args.port, "off" if args.no_auth else "bearer")
+        anyio.run(serve_http, server, args.host, args.port, None if args.no_auth else token)
+    else:
+        server.run()
+    return 0
+
+
+def cmd_lifecycle(args: argparse.Namespace) -> int:
+    from .engine import ClawVMEngine, EngineError
+    from .store import SQLiteStore, StoreError
+
+    async def run() -> str:
+        store = await SQLiteStore.open(_db(args))
+        try:
+            engine = ClawVMEngine(store, config=EngineConfig(principal=args.principal, grants=_grants(args.grant)))
+            result = await engine.lifecycle(args.session, args.event)
+            return result.model_dump_json()
+        finally:
+            await store.close()
+
+    try:
+        print(anyio.run(run))
+    except (EngineError, StoreError) as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from .inspect import inspect_session
+    from .store import StoreError
+
+    try:
+        text = anyio.run(inspect_session, _db(args), args.session, args.html)
+    except (StoreError, LookupError) as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 2
+    print(text)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=os.environ.get("CLAWVM_LOG", "INFO"), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in (*VERBS, "-h", "--help", "--version"):
+        argv.insert(0, "serve")
+    args = build_parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

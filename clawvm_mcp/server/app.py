@@ -1,0 +1,314 @@
+"""MCP adapter: tool, resource and prompt handlers over ClawVMEngine. Translation only; no policy lives here."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
+
+from mcp import MCPError
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ResourceNotFoundError, ToolError
+from mcp.types import INVALID_PARAMS, ToolAnnotations
+from pydantic import BaseModel, Field
+
+from .. import __version__
+from ..engine import ClawVMEngine, EngineConfig, EngineError, PageInput
+from ..engine.results import (
+    AssembleResult,
+    JournalResult,
+    LifecycleResult,
+    ListResult,
+    ProvenanceModel,
+    ReadResult,
+    RecallResult,
+    SessionStartResult,
+    StatsResult,
+    ToolExecuteResult,
+    WriteResult,
+)
+from ..journal import WriteRequest
+from ..pages import Provenance
+from ..store import SQLiteStore, StoreError
+from ..tokens import TokenCounter
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+INSTRUCTIONS = """\
+ClawVM memory: your working state lives here as typed pages (bootstrap, constraint, plan, preference, evidence,
+conversation). Call session_start first. Write with page_write (create/append/merge; set/delete need base_version).
+Before each model call, context_assemble gives the prompt for your token budget with every hard-pinned page at or
+above its floor. Report harness events with lifecycle (turn_end, compaction, reset, flush, session_end): staged
+writes are committed there, never lost. Route tool calls through tool_execute to reuse results you already have."""
+
+PAGE_ID = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._/-]{0,127}$", description="page id, e.g. plan/main")]
+SESSION_ID = Annotated[str, Field(min_length=1, max_length=128, description="session id from session_start")]
+FidelityArg = Literal["pointer", "structured", "compressed", "full"]
+PageTypeArg = Literal["bootstrap", "constraint", "plan", "preference", "evidence", "conversation"]
+
+READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
+WRITE = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False)
+WRITE_IDEMPOTENT = ToolAnnotations(
+    read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False
+)
+DESTRUCTIVE = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=False)
+
+
+class BootstrapPage(BaseModel):
+    page_id: PAGE_ID
+    content: Annotated[str, Field(min_length=1)]
+    type: PageTypeArg = "bootstrap"
+    fields: dict[str, str | list[str]] | None = None
+    pin: Literal["hard", "soft", "none"] | None = None
+    scope: Literal["session", "project"] | None = None
+    provenance: ProvenanceModel | None = None
+
+
+class Demand(BaseModel):
+    page_id: PAGE_ID
+    fidelity: FidelityArg = "full"
+
+
+@dataclass
+class ServerConfig:
+    db: Path | str = ":memory:"
+    principal: str = "local"
+    engine: EngineConfig = field(default_factory=EngineConfig)
+
+
+@dataclass
+class AppState:
+    engine: ClawVMEngine
+
+
+async def _call(op: Awaitable[T]) -> T:
+    """Engine input errors become ToolErrors the model can act on; backend failures say so plainly."""
+    try:
+        return await op
+    except EngineError as exc:
+        raise ToolError(str(exc)) from None
+    except StoreError as exc:
+        raise ToolError(f"The memory store failed: {exc}. Nothing was written; retry later.") from None
+
+
+def reject_unknown_tools(server: MCPServer[Any]) -> None:
+    """The spec wants JSON-RPC -32602 for an unknown tool; the SDK returns an isError result by default."""
+
+    async def middleware(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        if ctx.method == "tools/call" and ctx.params is not None:
+            name = ctx.params.get("name")
+            if isinstance(name, str) and name not in {t.name for t in await server.list_tools()}:
+                raise MCPError(code=INVALID_PARAMS, message=f"Unknown tool: {name}; call tools/list")
+        return await call_next(ctx)
+
+    server.middleware.append(middleware)
+
+
+def create_server(config: ServerConfig | None = None) -> MCPServer[AppState]:
+    cfg = config or ServerConfig()
+
+    @asynccontextmanager
+    async def lifespan(server: MCPServer[AppState]) -> AsyncGenerator[AppState, None]:
+        store = await SQLiteStore.open(cfg.db)
+        engine_cfg = EngineConfig(
+            principal=cfg.principal,
+            grants=cfg.engine.grants,
+            policy=cfg.engine.policy,
+            max_page_bytes=cfg.engine.max_page_bytes,
+            max_pages_per_session=cfg.engine.max_pages_per_session,
+            max_budget=cfg.engine.max_budget,
+        )
+        log.info("clawvm-mcp %s: db %s, principal %s", __version__, cfg.db, cfg.principal)
+        try:
+            yield AppState(ClawVMEngine(store, TokenCounter(), engine_cfg))
+        finally:
+            await store.close()
+
+    mcp: MCPServer[AppState] = MCPServer(
+        "clawvm-mcp", title="ClawVM memory", version=__version__, instructions=INSTRUCTIONS, lifespan=lifespan
+    )
+
+    def engine_of(ctx: Context[AppState]) -> ClawVMEngine:
+        return ctx.request_context.lifespan_context.engine
+
+    @mcp.tool(title="Start or resume a session", annotations=WRITE_IDEMPOTENT)
+    async def session_start(
+        session_id: SESSION_ID,
+        ctx: Context[AppState],
+        project_id: Annotated[str, Field(min_length=1, max_length=128)] = "default",
+        budget: Annotated[int | None, Field(ge=1, description="token budget; 4000 for a new session")] = None,
+        bootstrap: list[BootstrapPage] | None = None,
+    ) -> SessionStartResult:
+        """Start a session, or resume it (settling writes a crash left staged). Bootstrap pages are created or
+        updated and stay hard-pinned: they come back in every prompt, also after compaction and reset."""
+        pages = [
+            PageInput(
+                b.page_id, b.content, b.type, b.fields, b.pin, b.scope,
+                None if b.provenance is None else Provenance(b.provenance.source, b.provenance.ref, b.provenance.turn),
+            )
+            for b in bootstrap or []
+        ]
+        return await _call(engine_of(ctx).session_start(session_id, project_id, budget, pages))
+
+    @mcp.tool(title="Write a page (validated, journaled)", annotations=DESTRUCTIVE)
+    async def page_write(
+        session_id: SESSION_ID,
+        page_id: PAGE_ID,
+        op: Literal["create", "append", "merge", "set", "delete"],
+        provenance: ProvenanceModel,
+        ctx: Context[AppState],
+        type: PageTypeArg | None = None,
+        content: str | None = None,
+        fields: dict[str, str | list[str]] | None = None,
+        base_version: Annotated[int | None, Field(ge=0)] = None,
+        scope: Literal["session", "project"] | None = None,
+        pin: Literal["hard", "soft", "none"] | None = None,
+        commit: Literal["now", "boundary"] = "now",
+    ) -> WriteResult:
+        """Stage, validate and commit one typed update. create never overwrites; append/merge add; set and delete
+        need base_version (the committed version you read). commit="boundary" keeps the update staged (visible,
+        durable) until the next compaction/reset/flush/session_end. A failed check returns status "rejected" with
+        reason codes and leaves the page untouched."""
+        prov = Provenance(provenance.source, provenance.ref, provenance.turn)
+        req = WriteRequest(op, page_id, prov, type, content, fields, base_version, scope, pin, commit)
+        return await _call(engine_of(ctx).write(session_id, req))
+
+    @mcp.tool(title="Read a page", annotations=READ_ONLY)
+    async def page_read(
+        session_id: SESSION_ID, page_id: PAGE_ID, ctx: Context[AppState], fidelity: FidelityArg = "full"
+    ) -> ReadResult:
+        """Read a page at a fidelity (a pointer in the prompt always resolves here). outcome is hit, no_match,
+        denied or backend_error; never an empty answer without a reason."""
+        return await _call(engine_of(ctx).read(session_id, page_id, fidelity))
+
+    @mcp.tool(title="Pin a page", annotations=WRITE_IDEMPOTENT)
+    async def page_pin(
+        session_id: SESSION_ID, page_id: PAGE_ID, ctx: Context[AppState], pin: Literal["hard", "soft"] = "hard"
+    ) -> WriteResult:
+        """Pin a page: hard-pinned pages are in every prompt at or above their floor."""
+        return await _call(engine_of(ctx).pin(session_id, page_id, pin))
+
+    @mcp.tool(title="Unpin a page", annotations=WRITE_IDEMPOTENT)
+    async def page_unpin(session_id: SESSION_ID, page_id: PAGE_ID, ctx: Context[AppState]) -> WriteResult:
+        """Remove a page's pin (bootstrap pages stay pinned: that is rejected as INVARIANT_VIOLATION)."""
+        return await _call(engine_of(ctx).pin(session_id, page_id, "none"))
+
+    @mcp.tool(title="List pages", annotations=READ_ONLY)
+    async def page_list(
+        session_id: SESSION_ID,
+        ctx: Context[AppState],
+        type: PageTypeArg | None = None,
+        scope: Literal["session", "project"] | None = None,
+    ) -> ListResult:
+        """List the session's pages (its own and its project's), optionally by type or scope."""
+        return await _call(engine_of(ctx).list_pages(session_id, type, scope))
+
+    @mcp.tool(title="Recall pages by words", annotations=READ_ONLY)
+    async def recall(
+        session_id: SESSION_ID,
+        query: Annotated[str, Field(min_length=1, max_length=2000)],
+        ctx: Context[AppState],
+        type: PageTypeArg | None = None,
+        limit: Annotated[int, Field(ge=1, le=100)] = 10,
+    ) -> RecallResult:
+        """Find pages whose text matches the query's words. outcome says hit, no_match, denied or backend_error."""
+        return await _call(engine_of(ctx).recall(session_id, query, type, limit))
+
+    @mcp.tool(title="Assemble the prompt under a budget", annotations=READ_ONLY)
+    async def context_assemble(
+        session_id: SESSION_ID,
+        ctx: Context[AppState],
+        budget: Annotated[int | None, Field(ge=0, description="tokens; the session budget if omitted")] = None,
+        demands: list[Demand] | None = None,
+    ) -> AssembleResult:
+        """Build this turn's context: hard-pinned and demanded pages at or above their floors first, then the best
+        upgrades that fit. If the floors do not fit, physical_insufficiency is true with the shortfall in tokens."""
+        pairs = [(d.page_id, d.fidelity) for d in demands or []]
+        return await _call(engine_of(ctx).assemble(session_id, budget, pairs))
+
+    @mcp.tool(title="Record a tool call (reuses stored results)", annotations=WRITE)
+    async def tool_execute(
+        session_id: SESSION_ID,
+        tool: Annotated[str, Field(min_length=1, max_length=128)],
+        args: dict[str, Any],
+        ctx: Context[AppState],
+        result: str | None = None,
+    ) -> ToolExecuteResult:
+        """Call before running a tool: a repeat whose result is still resolvable returns status
+        duplicate_signature with stored_result, so you need not run it again. Pass result to store it as an
+        evidence page (provenance tool:<call_id>)."""
+        return await _call(engine_of(ctx).tool_execute(session_id, tool, args, result))
+
+    @mcp.tool(title="Report a lifecycle event", annotations=WRITE)
+    async def lifecycle(
+        session_id: SESSION_ID,
+        event: Literal["turn_end", "compaction", "reset", "flush", "session_end"],
+        ctx: Context[AppState],
+    ) -> LifecycleResult:
+        """Tell the memory what the harness is doing. compaction/reset/flush/session_end commit every staged write
+        first; bootstrap and constraint pages are re-injected into the next assembled prompt."""
+        return await _call(engine_of(ctx).lifecycle(session_id, event))
+
+    @mcp.tool(title="Session statistics", annotations=READ_ONLY)
+    async def session_stats(session_id: SESSION_ID, ctx: Context[AppState]) -> StatsResult:
+        """Faults per kind, duplicate-signature alerts, hits, thrash, journal counts and pages."""
+        return await _call(engine_of(ctx).stats(session_id))
+
+    async def resource(op: Callable[[], Awaitable[T]], uri: str) -> T:
+        try:
+            return await op()
+        except EngineError as exc:
+            raise ResourceNotFoundError(f"{exc} ({uri})") from None
+
+    @mcp.resource("clawvm://sessions/{session_id}/context{?budget}", mime_type="text/plain")
+    async def context_resource(session_id: str, ctx: Context[AppState], budget: int | None = None) -> str:
+        """The assembled prompt for the session (the session budget unless ?budget= is given)."""
+        uri = f"clawvm://sessions/{session_id}/context"
+        result = await resource(lambda: engine_of(ctx).assemble(session_id, budget), uri)
+        return result.prompt
+
+    @mcp.resource("clawvm://sessions/{session_id}/pages/{page_id}", mime_type="text/plain")
+    async def page_resource(session_id: str, page_id: str, ctx: Context[AppState]) -> str:
+        """One page at full fidelity."""
+        uri = f"clawvm://sessions/{session_id}/pages/{page_id}"
+        read = await resource(lambda: engine_of(ctx).read(session_id, page_id, "full"), uri)
+        if read.page is None:
+            raise ResourceNotFoundError(f"No page {page_id!r} in session {session_id!r} ({read.outcome})")
+        return read.page.text
+
+    @mcp.resource("clawvm://sessions/{session_id}/journal", mime_type="application/json")
+    async def journal_resource(session_id: str, ctx: Context[AppState]) -> JournalResult:
+        """The writeback journal: staged, committed and rejected rows with reason codes."""
+        return await resource(lambda: engine_of(ctx).journal(session_id), f"clawvm://sessions/{session_id}/journal")
+
+    @mcp.resource("clawvm://sessions/{session_id}/faults", mime_type="application/json")
+    async def faults_resource(session_id: str, ctx: Context[AppState]) -> dict[str, Any]:
+        """Fault counts and every fault event with its turn and page/tool."""
+        uri = f"clawvm://sessions/{session_id}/faults"
+        stats = await resource(lambda: engine_of(ctx).stats(session_id), uri)
+        events = await resource(lambda: engine_of(ctx).fault_events(session_id), uri)
+        return {"stats": stats.model_dump(), "events": [e.model_dump() for e in events]}
+
+    @mcp.prompt(title="Assemble context")
+    async def assemble_context(session_id: str, budget: str, ctx: Context[AppState]) -> str:
+        """The session's assembled context under a token budget, ready to use as the start of a prompt."""
+        try:
+            tokens = int(budget)
+        except ValueError:
+            raise ValueError(f"budget must be an integer number of tokens, got {budget!r}") from None
+        try:
+            result = await engine_of(ctx).assemble(session_id, tokens)
+        except EngineError as exc:
+            raise ValueError(str(exc)) from None
+        if result.physical_insufficiency:
+            note = f"\n\n[clawvm: {result.shortfall_tokens} tokens short for {', '.join(result.unmet_required)}]"
+            return result.prompt + note
+        return result.prompt
+
+    reject_unknown_tools(mcp)
+    return mcp
