@@ -53,10 +53,12 @@ class WriteRequest:
     pin: Pin | None = None
     commit: CommitMode = "now"
     turn: int = 0
+    # token counts per level that a replay trace prescribes instead of counting the derived texts
+    tokens: Mapping[str, int] | None = None
 
     def to_json(self) -> dict[str, object]:
         prov = self.provenance
-        return {
+        data: dict[str, object] = {
             "op": self.op,
             "page_id": self.page_id,
             "type": self.type,
@@ -69,6 +71,9 @@ class WriteRequest:
             "turn": self.turn,
             "provenance": None if prov is None else {"source": prov.source, "ref": prov.ref, "turn": prov.turn},
         }
+        if self.tokens is not None:
+            data["tokens"] = dict(self.tokens)
+        return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, object]) -> WriteRequest:
@@ -88,6 +93,7 @@ class WriteRequest:
             pin=data.get("pin"),  # type: ignore[arg-type]
             commit=data.get("commit", "now"),  # type: ignore[arg-type]
             turn=int(data.get("turn", 0)),  # type: ignore[arg-type]
+            tokens=data.get("tokens"),  # type: ignore[arg-type]
         )
 
 
@@ -157,6 +163,11 @@ def _schema(req: WriteRequest, ctx: ValidationContext) -> list[str]:
         out.append("set needs non-empty content")
     if req.fields is not None and page_type is not None:
         out.extend(check_fields(page_type, req.fields))
+    if req.tokens is not None and any(
+        k not in ("pointer", "structured", "compressed", "full") or not isinstance(v, int) or v < 1
+        for k, v in req.tokens.items()
+    ):
+        out.append("tokens maps pointer/structured/compressed/full to positive integers")
     size = len((req.content or "").encode("utf-8", "surrogatepass"))
     if live and ctx.current is not None and req.op == "append":
         size += len(ctx.current.content.encode("utf-8", "surrogatepass"))

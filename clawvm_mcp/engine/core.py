@@ -15,7 +15,18 @@ from typing import Literal
 
 from ..faults import FaultEvent, FaultKind, FaultObserver
 from ..journal import Reason, ValidationContext, WriteRequest, merge_fields, validate
-from ..pages import PAGE_ID_RE, PROMPT_ORDER, TYPE_POLICIES, Fidelity, Fields, Page, PageType, Pin, Provenance
+from ..pages import (
+    PAGE_ID_RE,
+    PROMPT_ORDER,
+    TYPE_POLICIES,
+    Fidelity,
+    Fields,
+    Page,
+    PageType,
+    Pin,
+    Provenance,
+    Representation,
+)
 from ..represent import build_representations, derive_fields, derive_title
 from ..selector import Selection, decay_recency, select
 from ..store.base import JournalEntry, PageCommit, SessionRecord, Store, ToolCall, dumps
@@ -778,6 +789,8 @@ class _Merger:
         prov = req.provenance or (live.provenance if live else Provenance("harness", "ext:unknown", self.turn))
         reps = build_representations(self.counter, page_id=req.page_id, page_type=page_type,
                                      version=self.committed_version + 1, title=title, content=content, fields=fields)
+        if req.tokens:  # a replay trace's prescribed sizes; the texts stay the derived ones
+            reps = {lv: Representation(r.text, req.tokens.get(lv.label, r.tokens)) for lv, r in reps.items()}
         return Page(
             page_id=req.page_id,
             type=page_type,
