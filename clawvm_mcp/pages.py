@@ -169,8 +169,10 @@ class Page:
         return "" if level is Fidelity.NONE else self.representations[level].text
 
     def at_least(self, level: Fidelity) -> Fidelity:
-        """The cheapest level on this page's path that is at or above ``level`` (and its floor)."""
-        for lv in self.levels():
-            if lv >= level:
-                return lv
-        return self.levels()[-1]
+        """The cheapest level on this page's path at or above ``level`` (and its floor); ties go to the higher.
+
+        Sizes are not monotone in fidelity (a short page's structured form can outgrow its full text), so the
+        floor is met by whichever admissible form costs least, not by the lowest one.
+        """
+        admissible = [lv for lv in self.levels() if lv >= level] or [self.levels()[-1]]
+        return min(admissible, key=lambda lv: (self.tokens_at(lv), -lv))
