@@ -1,0 +1,173 @@
+"""In-memory ``Store`` for replays and sweeps: same semantics as SQLiteStore, none of its per-call thread hops.
+
+Pages are kept as canonical JSON and decoded on every read, so the engine never shares a mutable object with
+the store (as with SQLite, a read returns a fresh page).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+from ..faults import FaultEvent
+from ..pages import Page
+from .base import (
+    Conflict,
+    JournalEntry,
+    JournalStatus,
+    PageCommit,
+    SessionRecord,
+    ToolCall,
+    dumps,
+    page_from_json,
+    page_to_json,
+)
+
+
+class MemoryStore:
+    def __init__(self) -> None:
+        self._sessions: dict[str, str] = {}
+        self._pages: dict[tuple[str, str], tuple[Page, str]] = {}  # (ns, id) -> (page for version checks, body)
+        self._journal: dict[int, JournalEntry] = {}
+        self._calls: dict[tuple[str, str], ToolCall] = {}
+        self._faults: dict[str, list[FaultEvent]] = {}
+
+    async def close(self) -> None:
+        return None
+
+    async def get_session(self, session_id: str) -> SessionRecord | None:
+        raw = self._sessions.get(session_id)
+        if raw is None:
+            return None
+        data = json.loads(raw)
+        return SessionRecord(
+            data["session_id"],
+            data["principal"],
+            data["project_id"],
+            data["budget"],
+            data["turn"],
+            data["ended"],
+            data["state"],
+        )
+
+    async def put_session(self, record: SessionRecord) -> None:
+        self._sessions[record.session_id] = dumps(
+            {
+                "session_id": record.session_id,
+                "principal": record.principal,
+                "project_id": record.project_id,
+                "budget": record.budget,
+                "turn": record.turn,
+                "ended": record.ended,
+                "state": record.state,
+            }
+        )
+
+    async def load_pages(self, namespaces: list[str]) -> list[tuple[str, Page]]:
+        return [
+            (ns, page_from_json(json.loads(body)))
+            for (ns, _), (page, body) in sorted(self._pages.items())
+            if ns in namespaces and not page.deleted
+        ]
+
+    async def get_page(self, namespace: str, page_id: str) -> Page | None:
+        found = self._pages.get((namespace, page_id))
+        return None if found is None else page_from_json(json.loads(found[1]))
+
+    async def count_pages(self, namespace: str) -> int:
+        return sum(1 for (ns, _), (p, _) in self._pages.items() if ns == namespace and not p.deleted)
+
+    def _insert(self, entry: JournalEntry) -> int:
+        entry.txn_id = len(self._journal) + 1
+        self._journal[entry.txn_id] = replace(entry, request=json.loads(dumps(entry.request)))
+        return entry.txn_id
+
+    async def stage(self, entry: JournalEntry) -> int:
+        return self._insert(entry)
+
+    async def commit(self, writes: list[PageCommit]) -> tuple[list[int], list[Conflict]]:
+        conflicts: list[Conflict] = []
+        committed: list[int] = []
+        for w in writes:
+            key = (w.namespace, w.page.page_id)
+            current = self._pages[key][0].version if key in self._pages else 0
+            txns = list(w.txn_ids)
+            if current != w.expected_version:
+                conflicts.append(Conflict(w.page.page_id, current))
+                reasons = [
+                    {
+                        "code": "DESTRUCTIVE_OP",
+                        "detail": (
+                            f"page {w.page.page_id!r} changed underneath this write: expected v{w.expected_version},"
+                            f" current version is {current}"
+                        ),
+                    }
+                ]
+                if w.new_entry is not None:
+                    w.new_entry.status, w.new_entry.reasons = "rejected", reasons
+                    self._insert(w.new_entry)
+                self._mark(txns, "rejected", reasons)
+                continue
+            w.page.version = w.expected_version + 1
+            body = dumps(page_to_json(w.page))
+            self._pages[key] = (page_from_json(json.loads(body)), body)
+            if w.new_entry is not None:
+                w.new_entry.status, w.new_entry.version = "committed", w.page.version
+                txns.append(self._insert(w.new_entry))
+            for txn in txns:
+                self._journal[txn].status, self._journal[txn].version = "committed", w.page.version
+            committed.extend(txns)
+        return committed, conflicts
+
+    def _mark(self, txn_ids: list[int], status: JournalStatus, reasons: list[dict[str, str]]) -> None:
+        for txn in txn_ids:
+            self._journal[txn].status, self._journal[txn].reasons = status, [dict(r) for r in reasons]
+
+    async def mark(self, txn_ids: list[int], status: JournalStatus, reasons: list[dict[str, str]]) -> None:
+        self._mark(txn_ids, status, reasons)
+
+    async def pending(self, session_id: str) -> list[JournalEntry]:
+        return [
+            replace(e)
+            for _, e in sorted(self._journal.items())
+            if e.session_id == session_id and e.status in ("staged", "validated")
+        ]
+
+    async def journal(self, session_id: str, limit: int) -> list[JournalEntry]:
+        rows = [replace(e) for _, e in sorted(self._journal.items()) if e.session_id == session_id]
+        return rows[-limit:] if limit > 0 else []
+
+    async def journal_counts(self, session_id: str) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for e in self._journal.values():
+            if e.session_id == session_id:
+                counts[e.status] = counts.get(e.status, 0) + 1
+        return counts
+
+    async def add_tool_call(self, call: ToolCall) -> None:
+        key = (call.session_id, call.call_id)
+        earlier = self._calls.get(key)
+        self._calls[key] = call if earlier is None else replace(earlier, has_result=call.has_result)
+
+    async def tool_calls(self, session_id: str) -> list[ToolCall]:
+        calls = [c for (sid, _), c in self._calls.items() if sid == session_id]
+        return sorted(calls, key=lambda c: (c.turn, c.call_id))
+
+    async def add_faults(self, session_id: str, events: list[FaultEvent]) -> None:
+        self._faults.setdefault(session_id, []).extend(events)
+
+    async def faults(self, session_id: str) -> list[FaultEvent]:
+        return list(self._faults.get(session_id, []))
+
+    async def search(self, namespaces: list[str], terms: list[str], page_type: str | None, limit: int) -> list[Page]:
+        scored: list[tuple[int, str, Page]] = []
+        for (ns, _), (page, body) in self._pages.items():
+            if ns not in namespaces or page.deleted or (page_type is not None and page.type != page_type):
+                continue
+            text = f"{page.page_id}\n{page.title}\n{page.content}\n{dumps(page.fields)}".lower()
+            matched = sum(t in text for t in terms)
+            if terms and not matched:
+                continue
+            scored.append((-matched, page.page_id, page_from_json(json.loads(body))))
+        scored.sort(key=lambda s: (s[0], s[1]))
+        return [p for _, _, p in scored[:limit]]
