@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from ..engine import EngineError
 from ..faults import FAULT_KINDS
 from ..journal import WriteRequest
-from ..pages import Fidelity, Provenance
+from ..pages import TYPE_POLICIES, Fidelity, Provenance
 from .backends import Backend, EngineBackend
 from .policies import ReplayPolicy, get_policy
 from .trace import Event, PageSpec, Trace, full_tokens
@@ -55,12 +55,41 @@ def synthesize(spec: PageSpec) -> str:
     return f"{pid} {spec.type} record"
 
 
+class _Versions:
+    """Committed version per page as this session sees it: its own pages plus its project's (shared)."""
+
+    def __init__(self, project: dict[str, int]) -> None:
+        self.own: dict[str, int] = {}
+        self.project = project
+
+    def _home(self, page_id: str) -> dict[str, int]:
+        return self.own if page_id in self.own or page_id not in self.project else self.project
+
+    def __contains__(self, page_id: object) -> bool:
+        return page_id in self.own or page_id in self.project
+
+    def __getitem__(self, page_id: str) -> int:
+        return self._home(page_id)[page_id]
+
+    def get(self, page_id: str, default: int | None = None) -> int | None:
+        return self._home(page_id).get(page_id, default)
+
+    def __setitem__(self, page_id: str, version: int) -> None:
+        self._home(page_id)[page_id] = version
+
+    def add(self, page_id: str, version: int, project_scope: bool) -> None:
+        (self.project if project_scope else self.own)[page_id] = version
+
+    def __delitem__(self, page_id: str) -> None:
+        del self._home(page_id)[page_id]
+
+
 @dataclass(slots=True)
 class _Session:
+    versions: _Versions
     turn: int = 0
     demands: dict[str, Fidelity] = field(default_factory=lambda: {})
     alias: dict[str, str] = field(default_factory=lambda: {})  # trace result page -> engine evidence page
-    versions: dict[str, int] = field(default_factory=lambda: {})  # page -> committed version (0: staged create)
     utility: dict[str, tuple[float | None, float | None]] = field(default_factory=lambda: {})
     snapshot: dict[str, int] = field(default_factory=lambda: {})
     after_snapshot: dict[str, int] = field(default_factory=lambda: {})  # faults reported by session_end
@@ -75,6 +104,7 @@ class Replayer:
         self.budget_override = budget
         self.backend = backend
         self.sessions: dict[str, _Session] = {}
+        self.projects: dict[str, dict[str, int]] = {}  # project -> page -> committed version
         self.current: str | None = None
         self.budget = budget or DEFAULT_BUDGET
         multi = trace.sessions > 1
@@ -189,7 +219,8 @@ class Replayer:
         self.budget = budget
         started = time.perf_counter_ns()
         result = await self.backend.session_start(event.session, event.project, SESSION_BUDGET)
-        s = self.sessions.setdefault(event.session, _Session())
+        project = self.projects.setdefault(event.project, {})
+        s = self.sessions.setdefault(event.session, _Session(_Versions(project)))
         self._charge(event.session, started)
         s.turn = max(s.turn, result.turn)
         s.after_snapshot, s.ended = {}, False
@@ -205,7 +236,11 @@ class Replayer:
             for r in result.reasons:
                 self.rejections[r.code] = self.rejections.get(r.code, 0) + 1
             return
-        s.versions[req.page_id] = result.version
+        if req.page_id in s.versions:
+            s.versions[req.page_id] = result.version
+        else:
+            scope = req.scope or (TYPE_POLICIES[req.type].default_scope if req.type else "session")
+            s.versions.add(req.page_id, result.version, scope == "project")
         if result.status == "staged":
             s.staged.add(req.page_id)
         self._apply_utility(sid, req.page_id)
@@ -254,7 +289,9 @@ class Replayer:
             s.alias[event.result_page] = page_id
         if result.status == "duplicate_signature":
             return
-        s.versions[page_id] = s.versions.get(page_id, 0) + 1  # the engine committed the result as a new version
+        if page_id not in s.versions:
+            s.versions.add(page_id, 0, project_scope=False)
+        s.versions[page_id] += 1  # the engine committed the result as a new version
         if spec is not None and spec.tokens is not None:
             req = WriteRequest(
                 "set",
