@@ -6,13 +6,13 @@ built directly from a vendored, hash-checked copy of OpenAI's published ``cl100k
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from collections import OrderedDict
 from functools import lru_cache
 from importlib import resources
 
 import tiktoken
-from tiktoken.load import load_tiktoken_bpe
 
 CL100K_SHA256 = "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7"
 _CL100K_PATTERN = (
@@ -29,10 +29,12 @@ _SPECIAL_TOKENS = {
 
 @lru_cache(maxsize=1)
 def cl100k_offline() -> tiktoken.Encoding:
-    """Build cl100k from package data; load_tiktoken_bpe verifies the sha256 of the file it reads."""
-    path = resources.files("clawvm_mcp") / "data" / "cl100k_base.tiktoken"
-    with resources.as_file(path) as local:
-        ranks = load_tiktoken_bpe(str(local), expected_hash=CL100K_SHA256)
+    """Build cl100k from package data, hash-checked. Parsed here rather than by tiktoken's loader, which would
+    copy even a local file into its cache directory (a side effect on every fresh machine)."""
+    data = (resources.files("clawvm_mcp") / "data" / "cl100k_base.tiktoken").read_bytes()
+    if hashlib.sha256(data).hexdigest() != CL100K_SHA256:
+        raise RuntimeError("clawvm_mcp/data/cl100k_base.tiktoken is corrupt (sha256 mismatch); reinstall clawvm-mcp")
+    ranks = {base64.b64decode(token): int(rank) for token, rank in (line.split() for line in data.splitlines() if line)}
     return tiktoken.Encoding(
         name="cl100k_base", pat_str=_CL100K_PATTERN, mergeable_ranks=ranks, special_tokens=_SPECIAL_TOKENS
     )

@@ -248,14 +248,17 @@ class ClawVMEngine:
         pending = await self.store.pending(state.session_id)
         if not pending:
             return 0, 0
-        committed = rejected = 0
+        # Re-stage the rows as they were staged (same base versions), then commit them the way a boundary flush
+        # would have: one version per page. Replaying them one commit each would make a staged ``set`` that
+        # followed a staged ``append`` stale, turning a write the crash interrupted into a rejection.
+        rejected = 0
         for entry in pending:
-            req = replace(WriteRequest.from_json(entry.request), commit="now")
+            req = replace(WriteRequest.from_json(entry.request), commit="boundary")
             result = await self._write(state, req, settles=entry.txn_id)
-            if result.status == "committed":
-                committed += 1
-            else:
+            if result.status == "rejected":
                 rejected += 1
+        committed, conflicts = await self._flush(state)
+        rejected += conflicts
         log.info("session %s: settled %d staged rows (%d rejected)", state.session_id, committed, rejected)
         return committed, rejected
 
@@ -341,7 +344,7 @@ class ClawVMEngine:
                                reasons=[ReasonOut(code=r.code, detail=r.detail) for r in reasons])
         if req.commit == "boundary":
             entry.status = "validated"
-            txn = await self.store.stage(entry)
+            txn = await self.store.stage(entry) if settles is None else settles
             merged.dirty = True
             merged.version = committed_version
             state.pages[req.page_id], state.namespace[req.page_id] = merged, ns
@@ -672,6 +675,7 @@ class ClawVMEngine:
         outcome = await self._write(state, req)
         if outcome.status == "rejected":
             raise EngineError("could not store the tool result: " + "; ".join(r.detail for r in outcome.reasons))
+        state.evicted.discard(call.evidence_page_id)  # the result is in hand again: demanding it is no refetch
         done = replace(call, has_result=True)
         state.calls[signature] = done
         await self.store.add_tool_call(done)
