@@ -17,7 +17,7 @@ from .engine.policy import Grant
 from .paths import default_db_path
 
 log = logging.getLogger("clawvm_mcp")
-VERBS = ("serve", "lifecycle", "inspect", "replay", "sweep", "workloads", "bench")
+VERBS = ("serve", "lifecycle", "inspect", "import", "replay", "sweep", "workloads", "bench")
 
 
 def _grants(values: Sequence[str]) -> dict[str, Grant] | None:
@@ -78,6 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
     insp.add_argument("--html", type=Path, default=None, help="also write a self-contained HTML report here")
     insp.set_defaults(func=cmd_inspect)
 
+    from . import importer
+    from .replay import cli as replay_cli
+
+    importer.register(sub)
+    replay_cli.register(sub)
     return parser
 
 
