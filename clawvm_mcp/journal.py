@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 from .pages import (
     MAX_PAGE_BYTES,
@@ -76,24 +76,24 @@ class WriteRequest:
         return data
 
     @classmethod
-    def from_json(cls, data: Mapping[str, object]) -> WriteRequest:
+    def from_json(cls, data: Mapping[str, Any]) -> WriteRequest:
         prov = data.get("provenance")
         provenance = None
         if isinstance(prov, dict):
-            provenance = Provenance(prov["source"], prov["ref"], int(prov["turn"]))  # type: ignore[arg-type]
+            provenance = Provenance(prov["source"], prov["ref"], int(prov["turn"]))
         return cls(
-            op=data["op"],  # type: ignore[arg-type]
+            op=data["op"],
             page_id=str(data["page_id"]),
             provenance=provenance,
-            type=data.get("type"),  # type: ignore[arg-type]
-            content=data.get("content"),  # type: ignore[arg-type]
-            fields=data.get("fields"),  # type: ignore[arg-type]
-            base_version=data.get("base_version"),  # type: ignore[arg-type]
-            scope=data.get("scope"),  # type: ignore[arg-type]
-            pin=data.get("pin"),  # type: ignore[arg-type]
-            commit=data.get("commit", "now"),  # type: ignore[arg-type]
-            turn=int(data.get("turn", 0)),  # type: ignore[arg-type]
-            tokens=data.get("tokens"),  # type: ignore[arg-type]
+            type=data.get("type"),
+            content=data.get("content"),
+            fields=data.get("fields"),
+            base_version=data.get("base_version"),
+            scope=data.get("scope"),
+            pin=data.get("pin"),
+            commit=data.get("commit", "now"),
+            turn=int(data.get("turn", 0)),
+            tokens=data.get("tokens"),
         )
 
 

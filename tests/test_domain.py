@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_token_counting_is_offline_and_exact(tmp_path: Path) -> None:
     """In a child with every socket refused and an empty tiktoken cache, our encoder still counts; tiktoken's own
     loader cannot (which shows the network block is real, so this test can fail)."""
-    script = f"""
+    script = """
 import socket
 def refuse(*a, **k):
     raise OSError("network disabled by test")

@@ -203,9 +203,9 @@ class ClawVMEngine:
             state.calls[call.signature] = call
             state.call_ids.add(call.call_id)
         saved = record.state
-        state.recency = {str(k): float(v) for k, v in dict(saved.get("recency", {})).items()}  # type: ignore[arg-type]
+        state.recency = {str(k): float(v) for k, v in dict(saved.get("recency", {})).items()}
         state.after_boundary = bool(saved.get("after_boundary", False))
-        counters = dict(saved.get("counters", {}))  # type: ignore[arg-type]
+        counters = dict(saved.get("counters", {}))
         state.observer.restore(
             await self.store.faults(record.session_id),
             int(counters.get("duplicate_signature", 0)),
@@ -738,7 +738,7 @@ class ClawVMEngine:
         obs = state.observer
         return StatsResult(
             session_id=state.session_id, project_id=state.record.project_id, turn=state.turn,
-            faults=dict(obs.counts), faults_total=obs.total, duplicate_signature=obs.duplicate_signature,
+            faults={str(k): v for k, v in obs.counts.items()}, faults_total=obs.total, duplicate_signature=obs.duplicate_signature,
             hits=obs.hits, thrash=round(obs.thrash, 6), physical_insufficiency=obs.physical_insufficiency,
             journal=await self.store.journal_counts(state.session_id), pages=len(state.live()),
             dirty_pages=sum(1 for p in state.live() if p.dirty),

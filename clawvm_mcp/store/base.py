@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from ..faults import FaultEvent
 from ..pages import Fidelity, Page, Provenance, Representation
@@ -25,7 +25,7 @@ class SessionRecord:
     budget: int
     turn: int = 0
     ended: bool = False
-    state: dict[str, object] = field(default_factory=lambda: {})
+    state: dict[str, Any] = field(default_factory=lambda: {})  # engine-owned JSON: recency, counters, flags
 
 
 @dataclass(slots=True)
