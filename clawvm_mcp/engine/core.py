@@ -92,6 +92,7 @@ class SessionState:
     evicted: set[str] = field(default_factory=lambda: set())
     turn_demands: set[str] = field(default_factory=lambda: set())
     after_boundary: bool = False
+    unreported_settled: tuple[int, int] = (0, 0)  # settled on an implicit resume; the next lifecycle reports them
     observer: FaultObserver = field(default_factory=FaultObserver)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -236,8 +237,10 @@ class ClawVMEngine:
             raise EngineError(f"No session {session_id!r}; call session_start first")
         if record.ended:
             raise EngineError(f"Session {session_id!r} has ended; call session_start to resume it")
-        await self.session_start(session_id, record.project_id)
-        return self._sessions[session_id]
+        resumed = await self.session_start(session_id, record.project_id)
+        state = self._sessions[session_id]
+        state.unreported_settled = (resumed.settled_committed, resumed.settled_rejected)
+        return state
 
     def _check_budget(self, budget: int) -> None:
         if budget < 1 or budget > self.config.max_budget:
@@ -694,14 +697,16 @@ class ClawVMEngine:
 
     async def _lifecycle(self, state: SessionState, event: Event) -> LifecycleResult:
         before = len(state.observer.events)
-        committed = rejected = 0
+        committed, rejected = state.unreported_settled
+        state.unreported_settled = (0, 0)
         reinjected: list[str] = []
         if event == "turn_end":
             self.advance_turn(state, state.turn + 1)
         elif event == "flush" or (event == "compaction" and self.policy.writeback_compaction) or (
             event in ("reset", "session_end") and self.policy.writeback_reset
         ):
-            committed, rejected = await self._flush(state)
+            flushed, refused = await self._flush(state)
+            committed, rejected = committed + flushed, rejected + refused
         else:
             await self._drop_staged(state, event)
         if event in ("compaction", "reset", "session_end"):
