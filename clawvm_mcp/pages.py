@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from enum import IntEnum
+from functools import lru_cache
 from typing import Literal, get_args
 
 PageType = Literal["bootstrap", "constraint", "plan", "preference", "evidence", "conversation"]
@@ -118,6 +119,12 @@ PIN_RANK: dict[Pin, int] = {"hard": 2, "soft": 1, "none": 0}
 Fields = dict[str, str | list[str]]
 
 
+@lru_cache(maxsize=64)
+def levels_for(page_type: PageType, min_fidelity: Fidelity) -> tuple[Fidelity, ...]:
+    """A type's degradation path cut at a floor, lowest first; computed once per (type, floor), not per page."""
+    return tuple(sorted(lv for lv in TYPE_POLICIES[page_type].path if lv >= min_fidelity))
+
+
 @dataclass(frozen=True, slots=True)
 class Provenance:
     source: Source
@@ -160,7 +167,7 @@ class Page:
 
     def levels(self) -> tuple[Fidelity, ...]:
         """Levels this page may be shown at, lowest first: its degradation path cut at its floor."""
-        return tuple(sorted(lv for lv in self.policy.path if lv >= self.min_fidelity))
+        return levels_for(self.type, self.min_fidelity)
 
     def tokens_at(self, level: Fidelity) -> int:
         return 0 if level is Fidelity.NONE else self.representations[level].tokens

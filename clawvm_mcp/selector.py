@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from .pages import PIN_RANK, TYPE_POLICIES, Fidelity, Page
+from .pages import PIN_RANK, TYPE_POLICIES, Fidelity, Page, levels_for
 
 UpgradeMode = Literal["none", "lru", "recency", "clawvm", "oracle"]
 Reason = Literal["required", "pinned", "upgraded", "pointer-prefetch", "dropped"]
@@ -87,9 +87,9 @@ def select(
         page = working.get(page_id)
         if page is None:
             continue
-        level = page.at_least(max(want, page.min_fidelity))
-        if level > required.get(page_id, Fidelity.NONE):
-            required[page_id] = level
+        at = page.at_least(max(want, page.min_fidelity))
+        if at > required.get(page_id, Fidelity.NONE):
+            required[page_id] = at
             pinned.discard(page_id)
 
     level: dict[str, Fidelity] = {}
@@ -108,31 +108,56 @@ def select(
         else:
             unmet.append(page.page_id)
 
+    order = sorted(working)  # page_id order: the trace order and the upgrade tie-break rank
     if policy.prefetch_pointer:
-        rest = [p for p in working.values() if p.page_id not in level and p.page_id not in required]
-        rest.sort(key=lambda p: (-p.recompute_cost, -p.base_utility, p.page_id))
-        for page in rest:
-            if Fidelity.POINTER in page.levels():
-                cost = page.tokens_at(Fidelity.POINTER)
-                if cost <= left:
-                    level[page.page_id] = Fidelity.POINTER
-                    reason[page.page_id] = "pointer-prefetch"
-                    left -= cost
+        left = _prefetch(working, required, level, reason, left)
 
     if policy.upgrade_mode != "none":
-        left = _upgrade(working, level, reason, left, policy.upgrade_mode, recency, future or {})
+        left = _upgrade(working, order, level, reason, left, policy.upgrade_mode, recency, future or {})
 
-    choices = tuple(
-        Choice(pid, level.get(pid, Fidelity.NONE), working[pid].tokens_at(level.get(pid, Fidelity.NONE)), reason.get(pid, "dropped"))
-        for pid in sorted(working)
-    )
+    none = Fidelity.NONE
+    choices: list[Choice] = []
+    for pid in order:
+        lv = level.get(pid, none)
+        if lv is none:
+            choices.append(Choice(pid, none, 0, reason.get(pid, "dropped")))
+        else:
+            choices.append(Choice(pid, lv, working[pid].representations[lv].tokens, reason.get(pid, "dropped")))
     return Selection(
-        choices=choices,
+        choices=tuple(choices),
         tokens_used=budget - left,
         budget=budget,
         unmet_required=tuple(unmet),
         shortfall_tokens=max(0, required_total - budget) if unmet else 0,
     )
+
+
+def _prefetch_key(page: Page) -> tuple[float, float, str]:
+    return (-page.recompute_cost, -page.base_utility, page.page_id)
+
+
+def _prefetch(
+    working: Mapping[str, Page],
+    required: Mapping[str, Fidelity],
+    level: dict[str, Fidelity],
+    reason: dict[str, Reason],
+    left: int,
+) -> int:
+    """Phase 1b: every other page at pointer while it fits, by (recompute_cost, base_utility) descending."""
+    pointer = Fidelity.POINTER
+    rest = [
+        p
+        for p in working.values()
+        if p.page_id not in level and p.page_id not in required and pointer in levels_for(p.type, p.min_fidelity)
+    ]
+    rest.sort(key=_prefetch_key)
+    for page in rest:
+        cost = page.representations[pointer].tokens
+        if cost <= left:
+            level[page.page_id] = pointer
+            reason[page.page_id] = "pointer-prefetch"
+            left -= cost
+    return left
 
 
 def decay_recency(recency: dict[str, float], demanded: Iterable[str]) -> None:
@@ -148,6 +173,7 @@ def decay_recency(recency: dict[str, float], demanded: Iterable[str]) -> None:
 
 def _upgrade(
     working: Mapping[str, Page],
+    order: list[str],
     level: dict[str, Fidelity],
     reason: dict[str, Reason],
     left: int,
@@ -159,31 +185,72 @@ def _upgrade(
 
     A heap replaces the single sorted pass so a page's next step competes as soon as its previous step lands
     (a single pass strands pages whose cheaper-than-expected levels sort ahead of the step that unlocks them).
+    A step is never pushed when it cannot fit however the rest goes: ``left`` only grows through steps whose
+    size falls (sizes are not monotone in fidelity), so ``left`` plus every such future saving bounds what any
+    later pop can spend. Popping such a step would only discard it, so every outcome stays the same, while the
+    heap holds only the steps that can still land.
     """
-    rank = {pid: i for i, pid in enumerate(sorted(working))}
-    scores = {pid: score(p, mode, recency.get(pid, 0.0), future.get(pid, 0)) for pid, p in working.items()}
-    heap: list[tuple[float, int, int, str, Fidelity]] = []
-
-    def push(page: Page) -> None:
-        cur = level.get(page.page_id, Fidelity.NONE)
-        nxt = next((lv for lv in page.levels() if lv > cur), None)
-        if nxt is None:
-            return
-        delta = page.tokens_at(nxt) - page.tokens_at(cur)
-        ratio = float("inf") if delta <= 0 else scores[page.page_id] / delta
-        heapq.heappush(heap, (-ratio, -rank[page.page_id], -int(nxt), page.page_id, nxt))
-
-    for page in working.values():
-        push(page)
+    none = Fidelity.NONE
+    inf = float("inf")
+    first: list[tuple[int, int, str, Page, Fidelity]] = []
+    gain = 0  # the most any sequence of size-reducing steps could still give back
+    for rank, pid in enumerate(order):
+        page = working[pid]
+        cur = level.get(pid, none)
+        reps = page.representations
+        prev = reps[cur].tokens if cur is not none else 0
+        nxt: Fidelity | None = None
+        delta = 0
+        for lv in levels_for(page.type, page.min_fidelity):
+            if lv <= cur:
+                continue
+            tokens = reps[lv].tokens
+            if nxt is None:
+                nxt, delta = lv, tokens - prev
+            if tokens < prev:
+                gain += prev - tokens
+            prev = tokens
+        if nxt is not None:
+            first.append((delta, rank, pid, page, nxt))
+    reach = left + gain
+    heap: list[tuple[float, int, int, str, Fidelity]] = [
+        (
+            -(inf if delta <= 0 else score(page, mode, recency.get(pid, 0.0), future.get(pid, 0)) / delta),
+            -rank,
+            -int(nxt),
+            pid,
+            nxt,
+        )
+        for delta, rank, pid, page, nxt in first
+        if delta <= reach
+    ]
+    heapq.heapify(heap)
     while heap:
-        _, _, _, page_id, nxt = heapq.heappop(heap)
+        _, neg_rank, _, page_id, nxt = heapq.heappop(heap)
         page = working[page_id]
-        delta = page.tokens_at(nxt) - page.tokens_at(level.get(page_id, Fidelity.NONE))
+        reps = page.representations
+        cur = level.get(page_id, none)
+        cur_tokens = reps[cur].tokens if cur is not none else 0
+        delta = reps[nxt].tokens - cur_tokens
         if delta > left:
             continue
         level[page_id] = nxt
         left -= delta
         if reason.get(page_id, "pointer-prefetch") == "pointer-prefetch":
             reason[page_id] = "upgraded"
-        push(page)
+        after = _next_level(page, nxt)
+        if after is None:
+            continue
+        delta = reps[after].tokens - reps[nxt].tokens
+        if delta > left + gain:
+            continue
+        ratio = inf if delta <= 0 else score(page, mode, recency.get(page_id, 0.0), future.get(page_id, 0)) / delta
+        heapq.heappush(heap, (-ratio, neg_rank, -int(after), page_id, after))
     return left
+
+
+def _next_level(page: Page, cur: Fidelity) -> Fidelity | None:
+    for lv in levels_for(page.type, page.min_fidelity):
+        if lv > cur:
+            return lv
+    return None
