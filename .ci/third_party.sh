@@ -16,12 +16,16 @@
 # `npm install node@22` puts a node 22 binary under the tools prefix and it goes first on PATH.
 #
 # Usage: PYTHON=/path/to/venv/bin/python bash .ci/third_party.sh
-#   PYTHON            interpreter with clawvm-mcp installed (default: python3)
+#   PYTHON            interpreter with clawvm-mcp installed (default: the repo's .venv/bin/python if it exists,
+#                     which is the venv .ci/run makes, else python3)
 #   CLAWVM_CI_TOOLS   npm prefix for node/inspector/conformance (default: ~/.cache/clawvm-mcp-ci; reused if present)
 # Exits non-zero if any check fails; prints every command it runs (lines starting with '+').
 set -euo pipefail
 
-PYTHON=${PYTHON:-python3}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+if [ -z "${PYTHON:-}" ]; then
+    if [ -x "$ROOT/.venv/bin/python" ]; then PYTHON="$ROOT/.venv/bin/python"; else PYTHON=python3; fi
+fi
 TOOLS=${CLAWVM_CI_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/clawvm-mcp-ci}
 INSPECTOR_VERSION=2.12.0
 CONFORMANCE_VERSION=0.2.0-alpha.11
