@@ -185,31 +185,32 @@ def _upgrade(
 
     A heap replaces the single sorted pass so a page's next step competes as soon as its previous step lands
     (a single pass strands pages whose cheaper-than-expected levels sort ahead of the step that unlocks them).
-    A step is never pushed when it cannot fit however the rest goes: ``left`` only grows through steps whose
-    size falls (sizes are not monotone in fidelity), so ``left`` plus every such future saving bounds what any
-    later pop can spend. Popping such a step would only discard it, so every outcome stays the same, while the
-    heap holds only the steps that can still land.
+    A step is never pushed when it cannot fit however the rest goes: a page can give tokens back only by ending
+    on a level smaller than the one it holds now (sizes are not monotone in fidelity), so ``left`` plus each
+    page's largest such give-back bounds what any later pop can spend. Popping such a step would only discard
+    it, so every outcome stays the same, while the heap holds only the steps that can still land.
     """
     none = Fidelity.NONE
     inf = float("inf")
     first: list[tuple[int, int, str, Page, Fidelity]] = []
-    gain = 0  # the most any sequence of size-reducing steps could still give back
+    gain = 0  # the most the pages could give back by moving to smaller levels
     for rank, pid in enumerate(order):
         page = working[pid]
         cur = level.get(pid, none)
         reps = page.representations
-        prev = reps[cur].tokens if cur is not none else 0
+        held = reps[cur].tokens if cur is not none else 0
         nxt: Fidelity | None = None
         delta = 0
+        low = held
         for lv in levels_for(page.type, page.min_fidelity):
             if lv <= cur:
                 continue
             tokens = reps[lv].tokens
             if nxt is None:
-                nxt, delta = lv, tokens - prev
-            if tokens < prev:
-                gain += prev - tokens
-            prev = tokens
+                nxt, delta = lv, tokens - held
+            if tokens < low:
+                low = tokens
+        gain += held - low
         if nxt is not None:
             first.append((delta, rank, pid, page, nxt))
     reach = left + gain
