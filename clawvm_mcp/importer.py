@@ -129,6 +129,7 @@ def split_sections(text: str) -> list[Section]:
     """Cut Markdown at ``#``/``##`` headings outside code fences; sections with no body are dropped."""
     sections: list[Section] = []
     heading: str | None = None
+    heading_level = 0
     start = 0
     body: list[str] = []
     fence: str | None = None
@@ -145,7 +146,6 @@ def split_sections(text: str) -> list[Section]:
         head = [f"{'#' * heading_level} {heading}"] if heading is not None else []
         sections.append(Section(heading, line, "\n".join([*head, *lines])))
 
-    heading_level = 0
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.rstrip()
         fence_match = _FENCE.match(line)
