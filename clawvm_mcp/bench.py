@@ -1,0 +1,609 @@
+"""``clawvm-mcp bench``: what the memory costs per turn, per tool call and per commit, each next to a baseline.
+
+Every figure is measured in the same run as its baseline and printed with the ratio, so the numbers survive a
+noisy machine:
+
+- engine overhead per turn (turn advance + one validated boundary write + assembly with fault observation, no
+  store I/O) against a naive assembly that re-derives and re-tokenizes every page each turn;
+- peak Python memory of one engine turn (tracemalloc), and the resident page table for reference;
+- tool round trips over stdio with a real MCP client (page_read, page_write commit now, context_assemble)
+  against a bare MCPServer with one no-op tool, and cold start to the first tool result;
+- committed writes per second on a WAL file database against raw SQLite commits with the same pragmas.
+
+Method and numbers: docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+import tracemalloc
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from .engine.core import ClawVMEngine, SessionState, _floor_tokens, _Merger
+from .journal import ValidationContext, WriteRequest, validate
+from .pages import Fidelity, Page, PageType, Provenance
+from .represent import build_representations
+from .selector import select
+from .store.base import PageCommit, SessionRecord
+from .tokens import TokenCounter
+
+DEFAULT_SIZES = (50, 1_000, 10_000)
+BUDGET = 4000  # the default session budget: a model's context does not grow with the page table
+PAPER_BUDGET = 300  # mid-range of the paper's sweep (120-500 tokens), for the like-for-like engine figure
+SESSION = "bench"
+PROJECT = "default"
+_WORDS = (
+    "the deploy rule test file path config server client token page budget cache write read error fix plan step "
+    "build commit review merge branch schema query index user tool result agent memory context prompt session"
+).split()
+_MIX: tuple[PageType, ...] = (
+    "evidence",
+    "conversation",
+    "evidence",
+    "conversation",
+    "preference",
+    "evidence",
+    "conversation",
+    "plan",
+    "conversation",
+    "evidence",
+)
+
+
+# ---------------------------------------------------------------------------------------------------- helpers
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    median: float
+    p95: float
+    max: float
+    n: int
+
+    @classmethod
+    def of(cls, samples: Sequence[float]) -> Stats:
+        data = sorted(samples)
+        if not data:
+            return cls(0.0, 0.0, 0.0, 0)
+        p95 = data[min(len(data) - 1, int(round(0.95 * (len(data) - 1))))]
+        return cls(statistics.median(data), p95, data[-1], len(data))
+
+
+@dataclass(slots=True)
+class SizeResult:
+    pages: int
+    figures: dict[str, dict[str, float]] = field(default_factory=lambda: {})
+
+    def put(self, name: str, **values: float) -> None:
+        self.figures[name] = {k: round(v, 3) for k, v in values.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """Iteration counts per page-table size; --quick divides them so CI runs in seconds."""
+
+    engine_turns: int
+    naive_turns: int
+    reads: int
+    writes: int
+    assembles: int
+    commits: int
+
+
+def plan_for(pages: int, quick: bool) -> Plan:
+    if pages <= 100:
+        p = Plan(engine_turns=1000, naive_turns=60, reads=200, writes=100, assembles=100, commits=300)
+    elif pages <= 2_000:
+        p = Plan(engine_turns=200, naive_turns=4, reads=200, writes=100, assembles=40, commits=300)
+    else:
+        p = Plan(engine_turns=30, naive_turns=1, reads=100, writes=50, assembles=6, commits=200)
+    if quick:
+        p = Plan(*(max(1, v // 10) for v in (p.engine_turns, p.naive_turns, p.reads, p.writes, p.assembles, p.commits)))
+    return p
+
+
+def _text(rng: random.Random, lines: int) -> str:
+    return "\n".join(" ".join(rng.choice(_WORDS) for _ in range(rng.randint(5, 18))) for _ in range(lines))
+
+
+def make_requests(n: int, seed: int = 7) -> list[WriteRequest]:
+    """A deterministic page table: 1 bootstrap, 2 constraints, then a mix of evidence, conversation, plans and
+    preferences of 2-12 lines (about 20-300 tokens at full fidelity)."""
+    rng = random.Random(seed)
+    out: list[WriteRequest] = []
+    prov = Provenance("harness", "ext:bench", 0)
+    for i in range(n):
+        page_type: PageType = "bootstrap" if i == 0 else "constraint" if i < 3 else _MIX[i % len(_MIX)]
+        lines = 2 if page_type in ("bootstrap", "constraint") else rng.randint(2, 12)
+        content = _text(rng, lines)
+        if page_type == "plan":
+            content = "Ship the change\n- [x] read the code\n- [ ] write the bench\n- [ ] document"
+        out.append(WriteRequest("create", f"{page_type[:4]}/{i:05d}", prov, page_type, content))
+    return out
+
+
+def make_pages(requests: Sequence[WriteRequest], counter: TokenCounter) -> list[Page]:
+    """Ingest through the engine's own merge (the path page_write takes): representations built once each."""
+    merge = _Merger(counter, 0, 0)
+    pages = []
+    for req in requests:
+        page = merge(req, None)
+        page.version = 1
+        pages.append(page)
+    return pages
+
+
+def _namespace(page: Page) -> str:
+    return f"p:{PROJECT}" if page.scope == "project" else f"s:{SESSION}"
+
+
+class _NoIO:
+    """A store that fails on any call: proof that the measured engine turn does no store I/O."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"engine turn touched the store ({name})")
+
+
+def loaded_state(pages: Sequence[Page]) -> SessionState:
+    state = SessionState(SessionRecord(SESSION, "local", PROJECT, BUDGET))
+    for page in pages:
+        state.pages[page.page_id] = page
+        state.namespace[page.page_id] = _namespace(page)
+    return state
+
+
+# ---------------------------------------------------------------------------------------------------- engine
+
+
+def _validate_write(engine: ClawVMEngine, state: SessionState, req: WriteRequest) -> Page | None:
+    """The in-memory half of ClawVMEngine._write for a boundary write: the five checks, the merge (which derives
+    and counts the new version's representations once), and the staged-page bookkeeping. The store half (journal
+    row insert) is what --writes measures."""
+    current = state.pages.get(req.page_id)
+    committed = current.version if current is not None else 0
+    hard_floor = sum(_floor_tokens(p) for p in state.live() if p.pin == "hard" and p.page_id != req.page_id)
+    ctx = ValidationContext(
+        current=current,
+        committed_version=committed,
+        page_exists=lambda pid: pid in state.pages and not state.pages[pid].deleted,
+        tool_call_exists=lambda cid: cid in state.call_ids,
+        can_write_scope=lambda scope: True,
+        hard_floor_tokens=hard_floor,
+        budget=state.record.budget,
+        floor_tokens=_floor_tokens,
+        max_page_bytes=engine.config.max_page_bytes,
+    )
+    reasons, merged = validate(req, ctx, engine._merge(state, committed))
+    if merged is None or reasons:
+        raise AssertionError(f"bench write rejected: {reasons}")
+    merged.dirty, merged.version = True, committed
+    state.pages[req.page_id] = merged
+    state.staged.setdefault(req.page_id, []).append(len(state.staged))
+    state.staged_base.setdefault(req.page_id, committed)
+    return merged
+
+
+def _turn_inputs(pages: Sequence[Page], turns: int, seed: int) -> list[tuple[WriteRequest, dict[str, Fidelity]]]:
+    """Per turn: one ``set`` of a conversation page to fresh 3-line content (so every turn tokenizes a new
+    version of the same size) and two demands: a random page at full, the written page at structured."""
+    rng = random.Random(seed)
+    convo = [p for p in pages if p.type == "conversation"] or [pages[-1]]
+    ids = [p.page_id for p in pages]
+    prov = Provenance("model", "ext:bench", 0)
+    out = []
+    for t in range(turns):
+        target = convo[t % min(len(convo), 8)]  # a few hot pages, as in a real session
+        content = f"turn {t}\n" + _text(rng, 2)
+        req = WriteRequest("set", target.page_id, prov, content=content, base_version=target.version, commit="boundary")
+        out.append((req, {rng.choice(ids): Fidelity.FULL, target.page_id: Fidelity.STRUCTURED}))
+    return out
+
+
+def _engine_turns(
+    engine: ClawVMEngine, pages: Sequence[Page], turns: int, budget: int, name: str, result: SizeResult
+) -> None:
+    """Time whole turns on a loaded session: advance (recency decay), one validated boundary write with its
+    staged bookkeeping, and the assembly with fault observation. 20 warm-up turns are not counted."""
+    state = loaded_state(pages)
+    perf = time.perf_counter_ns
+    totals: list[float] = []
+    asm: list[float] = []
+    writes: list[float] = []
+    for i, (req, wanted) in enumerate(_turn_inputs(pages, turns + 20, seed=len(pages))):
+        t0 = perf()
+        engine.advance_turn(state, state.turn + 1)
+        _validate_write(engine, state, replace(req, turn=state.turn))
+        t1 = perf()
+        engine._assemble(state, budget, wanted, None)
+        t2 = perf()
+        if i >= 20:  # warm-up fills the token cache and the interpreter's caches, as a running server's are
+            totals.append((t2 - t0) / 1e3)
+            writes.append((t1 - t0) / 1e3)
+            asm.append((t2 - t1) / 1e3)
+    s, a, w = Stats.of(totals), Stats.of(asm), Stats.of(writes)
+    result.put(f"{name}_turn_us", median=s.median, p95=s.p95, max=s.max, n=s.n, budget=budget)
+    result.put(f"{name}_assemble_us", median=a.median, p95=a.p95, max=a.max)
+    result.put(f"{name}_write_us", median=w.median, p95=w.p95, max=w.max)
+
+
+def bench_engine(pages: Sequence[Page], plan: Plan, counter: TokenCounter, result: SizeResult) -> None:
+    engine = ClawVMEngine(_NoIO(), counter)  # type: ignore[arg-type]
+    _engine_turns(engine, pages, plan.engine_turns, PAPER_BUDGET, "paper", result)
+    _engine_turns(engine, pages, plan.engine_turns, BUDGET, "engine", result)
+    state = loaded_state(pages)
+    inputs = _turn_inputs(pages, max(20, plan.naive_turns), seed=len(pages))
+    perf = time.perf_counter_ns
+
+    # memory: the transient peak of one turn (everything a turn allocates, freed or not), and the page table
+    tracemalloc.start()
+    peaks = []
+    for req, wanted in inputs[:20]:
+        tracemalloc.reset_peak()
+        before, _ = tracemalloc.get_traced_memory()
+        engine.advance_turn(state, state.turn + 1)
+        _validate_write(engine, state, replace(req, turn=state.turn))
+        engine._assemble(state, BUDGET, wanted, None)
+        peaks.append(tracemalloc.get_traced_memory()[1] - before)
+    tracemalloc.stop()
+    tracemalloc.start()
+    before, _ = tracemalloc.get_traced_memory()
+    table = make_pages(make_requests(len(pages)), TokenCounter(cache_size=0))
+    resident = loaded_state(table)
+    resident_bytes = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    del resident, table
+    result.put("engine_peak_turn_kb", median=statistics.median(peaks) / 1024, max=max(peaks) / 1024)
+    result.put("page_table_kb", value=resident_bytes / 1024)
+
+    # baseline: every turn re-derives every page's four representations and re-tokenizes them, then selects
+    naive_counter = TokenCounter(cache_size=0)
+    naive: list[float] = []
+    recency: dict[str, float] = {}
+    for _, wanted in inputs[: plan.naive_turns]:
+        t0 = perf()
+        fresh = [
+            replace(
+                p,
+                representations=build_representations(
+                    naive_counter,
+                    page_id=p.page_id,
+                    page_type=p.type,
+                    version=p.version,
+                    title=p.title,
+                    content=p.content,
+                    fields=p.fields,
+                ),
+            )
+            for p in state.pages.values()
+        ]
+        select(fresh, wanted, BUDGET, engine.policy.selector, recency)
+        naive.append((perf() - t0) / 1e3)
+    n = Stats.of(naive)
+    result.put("naive_turn_us", median=n.median, p95=n.p95, max=n.max, n=n.n)
+
+
+# ---------------------------------------------------------------------------------------------------- stdio
+
+
+def _child_env() -> dict[str, str]:
+    """stdio children get a minimal environment from the SDK; pass what a Python child needs, quietly."""
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "VIRTUAL_ENV", "PYTHONPATH", "LANG", "TMPDIR")}
+    env["CLAWVM_LOG"] = "WARNING"
+    return env
+
+
+async def populate(db: Path, pages: Sequence[Page]) -> None:
+    """Write the page table in one transaction through the store (setup, not measured)."""
+    from .store.sqlite import SQLiteStore
+
+    store = await SQLiteStore.open(db)
+    try:
+        engine = ClawVMEngine(store, TokenCounter())
+        await engine.session_start(SESSION, PROJECT, BUDGET)
+        await store.commit([PageCommit(_namespace(p), replace(p, version=0), 0) for p in pages])
+    finally:
+        await store.close()
+
+
+async def _timed(n: int, op: Callable[[int], Awaitable[object]]) -> Stats:
+    samples = []
+    for i in range(n):
+        t0 = time.perf_counter()
+        await op(i)
+        samples.append((time.perf_counter() - t0) * 1e3)
+    return Stats.of(samples)
+
+
+def _check(result: Any) -> dict[str, Any]:
+    if result.is_error or result.structured_content is None:
+        raise RuntimeError(f"tool call failed: {result.content}")
+    data: dict[str, Any] = result.structured_content
+    return data
+
+
+async def bench_stdio(db: Path, pages: Sequence[Page], plan: Plan, result: SizeResult) -> None:
+    from mcp import Client
+    from mcp.client.stdio import StdioServerParameters
+
+    serve = StdioServerParameters(
+        command=sys.executable, args=["-m", "clawvm_mcp", "serve", "--db", str(db)], env=_child_env()
+    )
+    noop = StdioServerParameters(
+        command=sys.executable, args=["-m", "clawvm_mcp.bench", "--noop-server"], env=_child_env()
+    )
+    prov = {"source": "model", "ref": "ext:bench", "turn": 0}
+    ids = [p.page_id for p in pages]
+    convo = [p.page_id for p in pages if p.type == "conversation"] or ids[-1:]
+
+    t0 = time.perf_counter()
+    async with Client(noop, cache=None) as base:
+        await base.call_tool("noop", {})
+        noop_cold = (time.perf_counter() - t0) * 1e3
+        for _ in range(10):
+            await base.call_tool("noop", {})
+        noop_rt = await _timed(plan.reads, lambda i: base.call_tool("noop", {}))
+
+    t0 = time.perf_counter()
+    async with Client(serve, cache=None) as c:
+        _check(await c.call_tool("session_start", {"session_id": SESSION, "budget": BUDGET}))
+        cold = (time.perf_counter() - t0) * 1e3
+        for i in range(10):
+            _check(await c.call_tool("page_read", {"session_id": SESSION, "page_id": ids[i % len(ids)]}))
+
+        async def read(i: int) -> object:
+            return _check(
+                await c.call_tool("page_read", {"session_id": SESSION, "page_id": ids[(i * 7919) % len(ids)]})
+            )
+
+        async def write(i: int) -> object:
+            out = _check(
+                await c.call_tool(
+                    "page_write",
+                    {
+                        "session_id": SESSION,
+                        "page_id": convo[i % min(len(convo), 8)],
+                        "op": "append",
+                        "content": f"stdio write {i}",
+                        "provenance": prov,
+                        "commit": "now",
+                    },
+                )
+            )
+            if out["status"] != "committed":
+                raise RuntimeError(f"write not committed: {out}")
+            return out
+
+        async def assemble(i: int) -> object:
+            return _check(
+                await c.call_tool(
+                    "context_assemble",
+                    {"session_id": SESSION, "demands": [{"page_id": ids[(i * 31) % len(ids)], "fidelity": "full"}]},
+                )
+            )
+
+        rd = await _timed(plan.reads, read)
+        wr = await _timed(plan.writes, write)
+        asm = await _timed(plan.assembles, assemble)
+    result.put("noop_rt_ms", median=noop_rt.median, p95=noop_rt.p95)
+    result.put("page_read_ms", median=rd.median, p95=rd.p95)
+    result.put("page_write_ms", median=wr.median, p95=wr.p95)
+    result.put("context_assemble_ms", median=asm.median, p95=asm.p95)
+    result.put("cold_start_ms", value=cold, baseline=noop_cold)
+
+
+def noop_server() -> None:
+    """The round-trip baseline: a bare MCPServer with one no-op tool, on the same SDK and transport."""
+    from mcp.server.mcpserver import MCPServer
+
+    server: MCPServer[Any] = MCPServer("noop")
+
+    @server.tool()
+    def noop() -> str:
+        """Does nothing."""
+        return "ok"
+
+    server.run()
+
+
+# ---------------------------------------------------------------------------------------------------- commits
+
+
+async def bench_commits(db: Path, pages: Sequence[Page], plan: Plan, result: SizeResult) -> None:
+    """page_write (commit now) through the engine on the WAL file, against raw sqlite3 commits of one small row
+    with the same pragmas on a neighbouring file: the floor any durable commit pays on this disk."""
+    import sqlite3
+
+    from .store.sqlite import SQLiteStore
+
+    convo = [p.page_id for p in pages if p.type == "conversation"] or [pages[-1].page_id]
+    store = await SQLiteStore.open(db)
+    try:
+        engine = ClawVMEngine(store, TokenCounter())
+        await engine.session_start(SESSION, PROJECT, BUDGET)
+        prov = Provenance("model", "ext:bench", 0)
+        t0 = time.perf_counter()
+        for i in range(plan.commits):
+            req = WriteRequest("append", convo[i % min(len(convo), 8)], prov, content=f"commit {i}")
+            out = await engine.write(SESSION, req)
+            if out.status != "committed":
+                raise RuntimeError(f"write not committed: {out}")
+        engine_rate = plan.commits / (time.perf_counter() - t0)
+        synchronous = await store._scalar("PRAGMA synchronous")
+    finally:
+        await store.close()
+
+    raw_path = db.with_name(db.stem + "-raw.db")
+    conn = sqlite3.connect(raw_path, isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(f"PRAGMA synchronous = {synchronous}")
+        conn.execute("CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, body TEXT)")
+        t0 = time.perf_counter()
+        for i in range(plan.commits):
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("INSERT INTO t(body) VALUES (?)", (f"commit {i}",))
+            conn.execute("COMMIT")
+        raw_rate = plan.commits / (time.perf_counter() - t0)
+    finally:
+        conn.close()
+    result.put("commits_per_s", value=engine_rate, baseline=raw_rate, synchronous=float(synchronous))
+
+
+# ---------------------------------------------------------------------------------------------------- report
+
+
+def _ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}x" if b > 0 else "n/a"
+
+
+def render(results: Sequence[SizeResult]) -> str:
+    lines = []
+    for r in results:
+        f = r.figures
+        lines.append(f"== {r.pages:,} pages (budget {BUDGET} tokens) ==")
+        if "engine_turn_us" in f:
+            n = f["naive_turn_us"]
+            for key in ("paper", "engine"):
+                e, a, w = f[f"{key}_turn_us"], f[f"{key}_assemble_us"], f[f"{key}_write_us"]
+                lines.append(
+                    f"  engine per turn @{int(e['budget'])} tok   median {e['median']:.1f} µs  p95 "
+                    f"{e['p95']:.1f}  max {e['max']:.1f}  (assembly+faults {a['median']:.1f}, "
+                    f"validated write {w['median']:.1f})"
+                )
+            e = f["engine_turn_us"]
+            lines.append(
+                f"    naive re-tokenize-everything turn @{BUDGET} tok: median {n['median']:.1f} µs"
+                f" -> engine {_ratio(n['median'], e['median'])} faster"
+            )
+            m, t = f["engine_peak_turn_kb"], f["page_table_kb"]
+            lines.append(
+                f"  engine peak memory / turn  median {m['median']:.1f} KB  max {m['max']:.1f} KB"
+                f"   (page table resident: {t['value']:.1f} KB)"
+            )
+        if "page_read_ms" in f:
+            base = f["noop_rt_ms"]
+            for name in ("page_read", "page_write", "context_assemble"):
+                v = f[f"{name}_ms"]
+                lines.append(
+                    f"  stdio {name:<20} median {v['median']:.2f} ms  p95 {v['p95']:.2f}"
+                    f"   (no-op tool {base['median']:.2f} ms: {_ratio(v['median'], base['median'])})"
+                )
+            cs = f["cold_start_ms"]
+            lines.append(
+                f"  cold start to first result {cs['value']:.0f} ms"
+                f"   (no-op server {cs['baseline']:.0f} ms: {_ratio(cs['value'], cs['baseline'])})"
+            )
+        if "commits_per_s" in f:
+            c = f["commits_per_s"]
+            lines.append(
+                f"  committed writes (WAL)     {c['value']:.0f} /s"
+                f"   (raw sqlite commit {c['baseline']:.0f} /s: {_ratio(c['value'], c['baseline'])};"
+                f" synchronous={int(c['synchronous'])})"
+            )
+    return "\n".join(lines)
+
+
+def run(sizes: Sequence[int], quick: bool, parts: set[str], out: Path | None = None) -> list[SizeResult]:
+    counter = TokenCounter(cache_size=65_536)
+    results = []
+    all_requests = make_requests(max(sizes))
+    with tempfile.TemporaryDirectory(prefix="clawvm-bench-", dir=out.parent if out else None) as tmp:
+        for n in sizes:
+            plan = plan_for(n, quick)
+            pages = make_pages(all_requests[:n], counter)
+            result = SizeResult(n)
+            if "engine" in parts:
+                bench_engine(pages, plan, counter, result)
+            if parts & {"stdio", "commits"}:
+                db = Path(tmp) / f"bench-{n}.db"
+                anyio.run(populate, db, pages)
+                if "stdio" in parts:
+                    anyio.run(bench_stdio, db, pages, plan, result)
+                if "commits" in parts:
+                    anyio.run(bench_commits, db, pages, plan, result)
+            results.append(result)
+            print(render([result]), flush=True)
+    return results
+
+
+def _sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(s.replace("_", "")) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--pages takes sizes like 50,1000,10000, got {text!r}") from None
+    if not sizes or any(s < 3 for s in sizes):
+        raise argparse.ArgumentTypeError("each size must be at least 3 pages")
+    return sizes
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--pages",
+        type=_sizes,
+        default=list(DEFAULT_SIZES),
+        metavar="N[,N...]",
+        help="page-table sizes to measure (default 50,1000,10000)",
+    )
+    p.add_argument("--quick", action="store_true", help="a tenth of the iterations (CI smoke run)")
+    p.add_argument(
+        "--only",
+        choices=["engine", "stdio", "commits"],
+        action="append",
+        default=None,
+        help="run only these parts (repeatable; default all)",
+    )
+    p.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the figures as JSON")
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    parts = set(args.only or ("engine", "stdio", "commits"))
+    print(
+        f"clawvm-mcp bench: python {sys.version.split()[0]}, {os.cpu_count()} cpus, sizes "
+        f"{', '.join(f'{n:,}' for n in args.pages)}{' (quick)' if args.quick else ''}",
+        flush=True,
+    )
+    started = time.perf_counter()
+    results = run(args.pages, args.quick, parts)
+    print(f"done in {time.perf_counter() - started:.1f} s", flush=True)
+    if args.json is not None:
+        args.json.write_text(json.dumps([{"pages": r.pages, **r.figures} for r in results], indent=2) + "\n")
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``bench`` verb to the clawvm-mcp CLI (``subparsers`` from ``add_subparsers``)."""
+    p = subparsers.add_parser(
+        "bench",
+        help="measure engine, stdio and commit overhead against baselines",
+        description=__doc__.split("\n\n")[0] if __doc__ else None,
+    )
+    add_arguments(p)
+    p.set_defaults(func=cmd_bench)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv == ["--noop-server"]:
+        noop_server()
+        return 0
+    parser = argparse.ArgumentParser(prog="python -m clawvm_mcp.bench", description=__doc__)
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    code: int = cmd_bench(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,46 @@
+"""Smoke test of ``clawvm-mcp bench``: it runs at tiny sizes and prints every figure. No timing assertions."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+
+from clawvm_mcp import bench
+
+
+def test_bench_quick_prints_every_figure(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "bench.json"
+    assert bench.main(["--quick", "--pages", "5,12", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    for name in (
+        "== 5 pages",
+        "== 12 pages",
+        "engine per turn @300 tok",
+        "engine per turn @4000 tok",
+        "naive re-tokenize-everything",
+        "engine peak memory / turn",
+        "stdio page_read",
+        "stdio page_write",
+        "stdio context_assemble",
+        "no-op tool",
+        "cold start to first result",
+        "committed writes (WAL)",
+        "raw sqlite commit",
+    ):
+        assert name in text, name
+    data = json.loads(out.read_text())
+    assert [d["pages"] for d in data] == [5, 12]
+    assert {"engine_turn_us", "naive_turn_us", "engine_peak_turn_kb", "page_read_ms", "commits_per_s"} <= set(data[0])
+
+
+def test_register_adds_the_bench_verb() -> None:
+    parser = argparse.ArgumentParser()
+    bench.register(parser.add_subparsers(dest="verb"))
+    args = parser.parse_args(["bench", "--pages", "50,1000", "--quick", "--only", "engine"])
+    assert args.pages == [50, 1000] and args.quick and args.only == ["engine"]
+    assert args.func is bench.cmd_bench
+    with pytest.raises(SystemExit):
+        parser.parse_args(["bench", "--pages", "lots"])
