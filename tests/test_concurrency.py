@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import os
 import re
-from contextlib import AsyncExitStack
 from collections import Counter
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -100,9 +100,8 @@ async def test_processes_and_clients_race_set_with_base_version(tmp_path: Path) 
         async with AsyncExitStack() as stack:
             stdio_client = await stack.enter_async_context(Client(stdio_params(db)))
             racers: list[tuple[Client, str]] = [(stdio_client, f"s0c{j}") for j in range(2)]
-            for i, server in enumerate(servers):
-                for j in range(2):
-                    racers.append((await stack.enter_async_context(server.client()), f"h{i}c{j}"))
+            racers += [(await stack.enter_async_context(server.client()), f"h{i}c{j}")
+                       for i, server in enumerate(servers) for j in range(2)]
             async with anyio.create_task_group() as tg:
                 for client, name in racers:
                     tg.start_soon(_racer, client, name, tally, start_versions)

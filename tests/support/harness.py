@@ -149,7 +149,7 @@ class ToolFailed(AssertionError):
     """A tool call that had to succeed returned an error result."""
 
 
-async def call(client: Client, tool: str, **args: Any) -> dict[str, Any]:
+async def call(client: Client, tool: str, /, **args: Any) -> dict[str, Any]:
     """Call a tool that must succeed; return its structured result."""
     result = await client.call_tool(tool, args)
     if result.is_error or result.structured_content is None:
@@ -157,7 +157,7 @@ async def call(client: Client, tool: str, **args: Any) -> dict[str, Any]:
     return result.structured_content
 
 
-async def call_error(client: Client, tool: str, **args: Any) -> str:
+async def call_error(client: Client, tool: str, /, **args: Any) -> str:
     """Call a tool that must fail with a model-facing error; return the text."""
     result = await client.call_tool(tool, args)
     assert result.is_error, f"{tool} should have failed, got {result.structured_content}"
