@@ -5,6 +5,7 @@ Pure functions over pages; the engine sequences them (stage -> validate -> commi
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, get_args
@@ -171,6 +172,14 @@ def _schema(req: WriteRequest, ctx: ValidationContext) -> list[str]:
     size = len((req.content or "").encode("utf-8", "surrogatepass"))
     if live and ctx.current is not None and req.op == "append":
         size += len(ctx.current.content.encode("utf-8", "surrogatepass"))
+    # fields are part of the page too: without this, 64 KiB of content could carry any amount in fields
+    carried = [req.fields or {}]
+    if live and ctx.current is not None and req.op in ("append", "merge", "set"):
+        if req.op == "merge" or (req.op == "set" and req.content is None):
+            size += len(ctx.current.content.encode("utf-8", "surrogatepass"))
+        if req.op != "set" or req.fields is None:
+            carried.append(ctx.current.explicit_fields)
+    size += sum(len(json.dumps(f, ensure_ascii=False).encode("utf-8", "surrogatepass")) for f in carried if f)
     if size > ctx.max_page_bytes:
         out.append(f"page would be {size} bytes; the limit is {ctx.max_page_bytes} bytes per page")
     return out

@@ -298,3 +298,25 @@ def test_type_table_matches_design() -> None:
     }
     got = {t: (p.min_fidelity.label, p.default_pin, p.default_scope) for t, p in TYPE_POLICIES.items()}
     assert got == expect
+
+
+@pytest.mark.anyio
+async def test_hook_process_settling_staged_rows_is_reconciled(tmp_path: Path) -> None:
+    """A harness hook (another process) settles the server's staged row; the server's next boundary must neither
+    re-commit it nor flip the committed journal row to rejected."""
+    server_store = await SQLiteStore.open(tmp_path / "shared.db")
+    server = ClawVMEngine(server_store)
+    await server.session_start("s")
+    await server.write("s", WriteRequest("create", "pref/a", PROV, "preference", "k: v", commit="boundary"))
+    hook_store = await SQLiteStore.open(tmp_path / "shared.db")
+    hook = await ClawVMEngine(hook_store).lifecycle("s", "turn_end")
+    assert hook.committed == 1
+    await hook_store.close()
+    life = await server.lifecycle("s", "compaction")
+    assert (life.committed, life.rejected) == (0, 0)
+    assert life.turn == 1  # the hook's turn_end is not lost either
+    journal = await server.journal("s")
+    assert [(e.status, e.version) for e in journal.entries] == [("committed", 1)]
+    read = await server.read("s", "pref/a")
+    assert read.page is not None and read.page.version == 1 and not read.page.dirty
+    await server_store.close()

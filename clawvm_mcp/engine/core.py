@@ -390,6 +390,15 @@ class ClawVMEngine:
         """Commit every staged page in one transaction; a page changed underneath is rejected, not overwritten."""
         if not state.staged:
             return 0, 0
+        # Another process (a harness hook running `clawvm-mcp lifecycle`, a second server) may have settled some
+        # of our staged rows already; those are done, and re-committing them would look like a conflict.
+        still_pending = {e.txn_id for e in await self.store.pending(state.session_id)}
+        for page_id in sorted(state.staged):
+            state.staged[page_id] = [t for t in state.staged[page_id] if t in still_pending]
+            if not state.staged[page_id]:
+                del state.staged[page_id]
+                state.staged_base.pop(page_id, None)
+                await self._refresh(state, state.namespace[page_id], page_id)
         writes = []
         for page_id in sorted(state.staged):
             page = replace(state.pages[page_id], dirty=False) if page_id in state.pages else None
@@ -697,6 +706,9 @@ class ClawVMEngine:
 
     async def _lifecycle(self, state: SessionState, event: Event) -> LifecycleResult:
         before = len(state.observer.events)
+        stored = await self.store.get_session(state.session_id)
+        if stored is not None and stored.turn > state.record.turn:  # a hook process advanced the turn meanwhile
+            self.advance_turn(state, stored.turn)
         committed, rejected = state.unreported_settled
         state.unreported_settled = (0, 0)
         reinjected: list[str] = []

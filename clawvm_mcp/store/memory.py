@@ -115,13 +115,15 @@ class MemoryStore:
                 w.new_entry.status, w.new_entry.version = "committed", w.page.version
                 txns.append(self._insert(w.new_entry))
             for txn in txns:
-                self._journal[txn].status, self._journal[txn].version = "committed", w.page.version
+                if self._journal[txn].status in ("staged", "validated", "committed"):
+                    self._journal[txn].status, self._journal[txn].version = "committed", w.page.version
             committed.extend(txns)
         return committed, conflicts
 
     def _mark(self, txn_ids: list[int], status: JournalStatus, reasons: list[dict[str, str]]) -> None:
         for txn in txn_ids:
-            self._journal[txn].status, self._journal[txn].reasons = status, [dict(r) for r in reasons]
+            if self._journal[txn].status in ("staged", "validated"):  # a settled row is history: never rewritten
+                self._journal[txn].status, self._journal[txn].reasons = status, [dict(r) for r in reasons]
 
     async def mark(self, txn_ids: list[int], status: JournalStatus, reasons: list[dict[str, str]]) -> None:
         self._mark(txn_ids, status, reasons)

@@ -277,7 +277,8 @@ class SQLiteStore:
                     w.new_entry.status, w.new_entry.version = "committed", w.page.version
                     txns.append(await self._insert_entry(c, w.new_entry))
                 await c.execute(
-                    f"UPDATE journal SET status = 'committed', version = ? WHERE txn_id IN ({','.join('?' * len(txns))})",
+                    f"UPDATE journal SET status = 'committed', version = ? WHERE txn_id IN ({','.join('?' * len(txns))})"
+                    " AND status IN ('staged', 'validated')",
                     (w.page.version, *txns),
                 )
                 committed.extend(txns)
@@ -287,7 +288,8 @@ class SQLiteStore:
                     reasons: list[dict[str, str]]) -> None:
         if txn_ids:
             await c.execute(
-                f"UPDATE journal SET status = ?, reasons = ? WHERE txn_id IN ({','.join('?' * len(txn_ids))})",
+                f"UPDATE journal SET status = ?, reasons = ? WHERE txn_id IN ({','.join('?' * len(txn_ids))})"
+                " AND status IN ('staged', 'validated')",  # a settled row is history: never rewritten
                 (status, dumps(reasons), *txn_ids),
             )
 
