@@ -78,11 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
     insp.add_argument("--html", type=Path, default=None, help="also write a self-contained HTML report here")
     insp.set_defaults(func=cmd_inspect)
 
-    from . import importer
+    from . import bench, importer
     from .replay import cli as replay_cli
 
     importer.register(sub)
     replay_cli.register(sub)
+    bench.register(sub)
     return parser
 
 

@@ -255,9 +255,3 @@ async def test_via_mcp_gives_identical_counts() -> None:
         remote = (await replay(trace, "clawvm", budget, await McpBackend.launch())).metrics
         for key in ("faults", "faults_total", "duplicate_signature", "hits", "thrash", "physical_insufficiency"):
             assert remote[key] == local[key], key
-
-
-def test_cli_bench_reports_overhead(capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli_main(["bench", "--pages", "12", "--turns", "5"]) == 0
-    doc = json.loads(capsys.readouterr().out)
-    assert doc["pages"] == 12 and doc["selector"]["median_us"] > 0 and doc["engine_turn"]["max_us"] > 0

@@ -61,17 +61,6 @@ def register(subparsers: SubParsers) -> None:
     wl.add_argument("--only", default="", help="comma list of workload names (default: all)")
     wl.set_defaults(func=cmd_workloads)
 
-    bn = subparsers.add_parser(
-        "bench",
-        help="measure policy-engine overhead per turn",
-        description="Times the selector alone and a whole engine turn (assemble + turn_end) over N pages; "
-        "prints JSON with median, p95 and max in microseconds.",
-    )
-    bn.add_argument("--pages", type=int, default=50, help="pages in the session (default 50)")
-    bn.add_argument("--turns", type=int, default=200, help="turns to time (default 200)")
-    bn.add_argument("--budget", type=int, default=300, help="assembly budget in tokens (default 300)")
-    bn.set_defaults(func=cmd_bench)
-
 
 def _error(message: str) -> int:
     print(f"Error: {message}", file=sys.stderr)
@@ -174,15 +163,6 @@ def cmd_workloads(args: argparse.Namespace) -> int:
     paths = write_workloads(args.out, args.seed, names, args.content)
     for p in paths:
         print(p)
-    return 0
-
-
-def cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import bench
-
-    if args.pages < 1 or args.turns < 1 or args.budget < 1:
-        return _error("--pages, --turns and --budget must be positive")
-    print(json.dumps(anyio.run(bench, args.pages, args.turns, args.budget), sort_keys=True, indent=2))
     return 0
 
 
