@@ -329,7 +329,9 @@ class ClawVMEngine:
         )
         reasons, merged = validate(req, ctx, self._merge(state, committed_version))
         if req.op == "create" and not reasons and ns == state.session_ns:
-            if await self.store.count_pages(ns) >= self.config.max_pages_per_session:
+            # creates staged for a boundary are pages too: without them, commit="boundary" skipped the limit
+            staged_new = sum(1 for pid, base in state.staged_base.items() if base == 0 and state.namespace.get(pid) == ns)
+            if await self.store.count_pages(ns) + staged_new >= self.config.max_pages_per_session:
                 reasons = [Reason("SCHEMA_INVALID", f"session page limit of {self.config.max_pages_per_session} reached")]
                 merged = None
         entry = JournalEntry(
