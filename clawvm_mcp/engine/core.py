@@ -130,6 +130,26 @@ def _slug(text: str) -> str:
     return (slug or "tool")[:40]
 
 
+def _require_unicode(label: str, value: object) -> None:
+    """Refuse text SQLite cannot store (a lone surrogate such as a JSON "\\ud800" escape) before anything is
+    staged: it would otherwise fail deep in the store as an unexpected error the model cannot read."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise EngineError(
+                f"{label} is not valid Unicode: lone surrogate U+{ord(value[exc.start]):04X} at position {exc.start}; "
+                "send UTF-8 text"
+            ) from None
+    elif isinstance(value, Mapping):
+        for key, item in value.items():  # pyright: ignore[reportUnknownVariableType]
+            _require_unicode(label, key)
+            _require_unicode(label, item)
+    elif isinstance(value, list | tuple):
+        for item in value:  # pyright: ignore[reportUnknownVariableType]
+            _require_unicode(label, item)
+
+
 def _floor_tokens(page: Page) -> int:
     return page.tokens_at(page.at_least(page.min_fidelity))
 
@@ -158,6 +178,8 @@ class ClawVMEngine:
             raise EngineError(f"Invalid project_id {project_id!r}: use 1-128 of A-Z a-z 0-9 . _ : - (letter/digit first)")
         if budget is not None:
             self._check_budget(budget)
+        for page in bootstrap:
+            _require_unicode(f"bootstrap page {page.page_id!r}", (page.content, page.fields))
         async with self._open_lock:
             record = await self.store.get_session(session_id)
             resumed = record is not None
@@ -281,6 +303,9 @@ class ClawVMEngine:
     # ------------------------------------------------------------------ writes
 
     async def write(self, session_id: str, req: WriteRequest) -> WriteResult:
+        _require_unicode("content", req.content)
+        _require_unicode("fields", req.fields)
+        _require_unicode("provenance", None if req.provenance is None else req.provenance.ref)
         state = await self._session(session_id)
         async with state.lock:
             return await self._write(state, replace(req, turn=state.turn))
@@ -500,6 +525,7 @@ class ClawVMEngine:
             raise EngineError(f"Unknown type {page_type!r}; use one of {', '.join(TYPE_POLICIES)}")
         if not 1 <= limit <= 100:
             raise EngineError(f"limit must be between 1 and 100, got {limit}")
+        _require_unicode("query", query)
         state = await self._session(session_id)
         async with state.lock:
             terms = list(dict.fromkeys(re.findall(r"[\w./-]+", query.lower())))[:MAX_QUERY_TERMS]
@@ -633,6 +659,9 @@ class ClawVMEngine:
     ) -> ToolExecuteResult:
         if not tool.strip() or len(tool) > MAX_TOOL_NAME:
             raise EngineError(f"tool must be a name of 1-{MAX_TOOL_NAME} characters")
+        _require_unicode("tool", tool)
+        _require_unicode("args", args)
+        _require_unicode("result", result)
         if result is not None and len(result.encode("utf-8", "surrogatepass")) > self.config.max_page_bytes:
             raise EngineError(
                 f"result is {len(result.encode('utf-8', 'surrogatepass'))} bytes; evidence pages hold at most "
