@@ -194,6 +194,8 @@ def _upgrade(
     inf = float("inf")
     first: list[tuple[int, int, str, Page, Fidelity]] = []
     gain = 0  # the most the pages could give back by moving to smaller levels
+    need = 0  # the most the pages could spend on the way to their top levels
+    tops: list[tuple[str, Fidelity, int]] = []
     for rank, pid in enumerate(order):
         page = working[pid]
         cur = level.get(pid, none)
@@ -201,7 +203,8 @@ def _upgrade(
         held = reps[cur].tokens if cur is not none else 0
         nxt: Fidelity | None = None
         delta = 0
-        low = held
+        low = high = held
+        top = cur
         for lv in levels_for(page.type, page.min_fidelity):
             if lv <= cur:
                 continue
@@ -210,9 +213,23 @@ def _upgrade(
                 nxt, delta = lv, tokens - held
             if tokens < low:
                 low = tokens
+            if tokens > high:
+                high = tokens
+            top = lv
         gain += held - low
+        need += high - held
         if nxt is not None:
             first.append((delta, rank, pid, page, nxt))
+            tops.append((pid, top, reps[top].tokens - held))
+    if need <= left:
+        # Every step fits whatever the order (no page ever holds more than its largest level), so the greedy walk
+        # would end with every page at its top level: take that outcome directly.
+        for pid, top, spent in tops:
+            level[pid] = top
+            left -= spent
+            if reason.get(pid, "pointer-prefetch") == "pointer-prefetch":
+                reason[pid] = "upgraded"
+        return left
     reach = left + gain
     heap: list[tuple[float, int, int, str, Fidelity]] = [
         (

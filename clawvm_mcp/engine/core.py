@@ -613,13 +613,14 @@ class ClawVMEngine:
                 obs.hits += 1
             elif self._evicted_unresolvably(state, page_id):
                 faults.append(obs.fault("refetch", state.turn, page_id, "demand"))
-        selection = select(state.live(), wanted, budget, self.policy.selector, state.recency, future)
+        live = state.live()
+        selection = select(live, wanted, budget, self.policy.selector, state.recency, future)
         unmet = set(selection.unmet_required)
         if unmet:
             obs.physical_insufficiency += 1
         levels = {c.page_id: c.level for c in selection.choices}
-        for page in sorted(state.live(), key=lambda p: p.page_id):
-            if page.pin != "hard" or page.page_id in unmet or levels[page.page_id] >= page.min_fidelity:
+        for page in sorted((p for p in live if p.pin == "hard"), key=lambda p: p.page_id):
+            if page.page_id in unmet or levels[page.page_id] >= page.min_fidelity:
                 continue
             kind: FaultKind = (
                 "post_compaction_bootstrap" if state.after_boundary and page.type == "bootstrap"
