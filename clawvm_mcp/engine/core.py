@@ -700,9 +700,18 @@ class ClawVMEngine:
                         state.turn, False)
         state.calls[signature] = call
         state.call_ids.add(call_id)
-        await self.store.add_tool_call(call)
-        if result is not None:
-            await self._record_result(state, call, tool, signature, result)
+        if result is None:
+            await self.store.add_tool_call(call)
+        else:  # the call is persisted with its result, so a refused result leaves no half-recorded call behind
+            try:
+                await self._record_result(state, call, tool, signature, result)
+            except EngineError:
+                state.call_ids.discard(call_id)
+                if earlier is None:
+                    state.calls.pop(signature, None)
+                else:
+                    state.calls[signature] = earlier
+                raise
         status: Literal["recorded", "duplicate_tool"] = "recorded" if earlier is None else "duplicate_tool"
         return ToolExecuteResult(status=status, call_id=call_id, evidence_page_id=evidence_id)
 
