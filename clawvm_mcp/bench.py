@@ -31,8 +31,8 @@ from typing import Any
 
 import anyio
 
-from .engine.core import ClawVMEngine, SessionState, _floor_tokens, _Merger
-from .journal import ValidationContext, WriteRequest, validate
+from .engine.core import ClawVMEngine, SessionState, _Merger
+from .journal import WriteRequest, validate
 from .pages import Fidelity, Page, PageType, Provenance
 from .represent import build_representations
 from .selector import select
@@ -173,18 +173,7 @@ def _validate_write(engine: ClawVMEngine, state: SessionState, req: WriteRequest
     row insert) is what --writes measures."""
     current = state.pages.get(req.page_id)
     committed = current.version if current is not None else 0
-    hard_floor = sum(_floor_tokens(p) for p in state.live() if p.pin == "hard" and p.page_id != req.page_id)
-    ctx = ValidationContext(
-        current=current,
-        committed_version=committed,
-        page_exists=lambda pid: pid in state.pages and not state.pages[pid].deleted,
-        tool_call_exists=lambda cid: cid in state.call_ids,
-        can_write_scope=lambda scope: True,
-        hard_floor_tokens=hard_floor,
-        budget=state.record.budget,
-        floor_tokens=_floor_tokens,
-        max_page_bytes=engine.config.max_page_bytes,
-    )
+    ctx = engine._validation_context(state, req, current, committed)
     reasons, merged = validate(req, ctx, engine._merge(state, committed))
     if merged is None or reasons:
         raise AssertionError(f"bench write rejected: {reasons}")

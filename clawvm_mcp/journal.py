@@ -107,7 +107,7 @@ class ValidationContext:
     page_exists: Callable[[str], bool]
     tool_call_exists: Callable[[str], bool]
     can_write_scope: Callable[[Scope], bool]
-    hard_floor_tokens: int  # tokens of the session's hard-pinned floor set, without this page
+    hard_floor_tokens: Callable[[], int]  # the session's hard-pinned floor set without this page (summed lazily)
     budget: int
     floor_tokens: Callable[[Page], int] = field(default=lambda p: 0)
     max_page_bytes: int = MAX_PAGE_BYTES
@@ -242,7 +242,7 @@ def _invariants(req: WriteRequest, ctx: ValidationContext, merged: Page | None) 
     if missing:
         out.append(f"structured form lacks {', '.join(missing)}, which the {merged.type} floor needs")
     if merged.pin == "hard":
-        need = ctx.hard_floor_tokens + ctx.floor_tokens(merged)
+        need = ctx.hard_floor_tokens() + ctx.floor_tokens(merged)
         if need > ctx.budget:
             out.append(f"hard-pinned floor set would need {need} tokens; the session budget is {ctx.budget}")
     return out

@@ -329,6 +329,25 @@ class ClawVMEngine:
     def _merge(self, state: SessionState, committed_version: int) -> _Merger:
         return _Merger(self.counter, state.turn, committed_version)
 
+    def _validation_context(
+        self, state: SessionState, req: WriteRequest, current: Page | None, committed_version: int
+    ) -> ValidationContext:
+        """What the five checks may consult; the hard-floor total is summed only for a write that pins hard."""
+        project_id = state.record.project_id
+        return ValidationContext(
+            current=current,
+            committed_version=committed_version,
+            page_exists=lambda pid: pid in state.pages and not state.pages[pid].deleted,
+            tool_call_exists=lambda cid: cid in state.call_ids,
+            can_write_scope=lambda scope: scope == "session" or self.config.can_write_project(project_id),
+            hard_floor_tokens=lambda: sum(
+                _floor_tokens(p) for p in state.live() if p.pin == "hard" and p.page_id != req.page_id
+            ),
+            budget=state.record.budget,
+            floor_tokens=_floor_tokens,
+            max_page_bytes=self.config.max_page_bytes,
+        )
+
     async def _write(self, state: SessionState, req: WriteRequest, settles: int | None = None) -> WriteResult:
         """Stage, validate, commit. ``settles`` names an existing journal row to settle instead of a new one."""
         ns = self._namespace_for(state, req)
@@ -339,19 +358,7 @@ class ClawVMEngine:
             current = stored  # another session or process committed since we loaded: validate against that
             if not stored.deleted:
                 state.pages[req.page_id], state.namespace[req.page_id] = stored, ns
-        project_id = state.record.project_id
-        hard_floor = sum(_floor_tokens(p) for p in state.live() if p.pin == "hard" and p.page_id != req.page_id)
-        ctx = ValidationContext(
-            current=current,
-            committed_version=committed_version,
-            page_exists=lambda pid: pid in state.pages and not state.pages[pid].deleted,
-            tool_call_exists=lambda cid: cid in state.call_ids,
-            can_write_scope=lambda scope: scope == "session" or self.config.can_write_project(project_id),
-            hard_floor_tokens=hard_floor,
-            budget=state.record.budget,
-            floor_tokens=_floor_tokens,
-            max_page_bytes=self.config.max_page_bytes,
-        )
+        ctx = self._validation_context(state, req, current, committed_version)
         reasons, merged = validate(req, ctx, self._merge(state, committed_version))
         if req.op == "create" and not reasons and ns == state.session_ns:
             # creates staged for a boundary are pages too: without them, commit="boundary" skipped the limit
