@@ -18,7 +18,7 @@ class ReasonOut(BaseModel):
 class ProvenanceModel(BaseModel):
     source: Literal["user", "tool", "model", "harness", "import"]
     ref: str = Field(description="page:<page_id> | tool:<call_id> | ext:<anything>")
-    turn: int = 0
+    turn: int = Field(default=0, ge=0, description="the harness turn the content came from (0 or more)")
 
 
 class WriteResult(BaseModel):
