@@ -18,7 +18,7 @@ PAGE_TYPES: tuple[PageType, ...] = get_args(PageType)
 SCOPES: tuple[Scope, ...] = get_args(Scope)
 PINS: tuple[Pin, ...] = get_args(Pin)
 SOURCES: tuple[Source, ...] = get_args(Source)
-PAGE_ID_RE = re.compile(r"^[a-z0-9][a-z0-9._/-]{0,127}$")
+PAGE_ID_RE = re.compile(r"^[a-z0-9][a-z0-9._/-]{0,127}\Z")  # \Z: "$" would accept a trailing newline
 MAX_PAGE_BYTES = 64 * 1024
 
 

@@ -54,7 +54,7 @@ from .results import (
 )
 
 log = logging.getLogger(__name__)
-SESSION_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+SESSION_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}\Z")  # \Z: "$" would accept a trailing newline
 PROJECT_ID_RE = SESSION_ID_RE
 Event = Literal["turn_end", "compaction", "reset", "flush", "session_end"]
 EVENTS: tuple[Event, ...] = ("turn_end", "compaction", "reset", "flush", "session_end")
