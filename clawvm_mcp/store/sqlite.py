@@ -126,6 +126,8 @@ class SQLiteStore:
     async def open(cls, path: str | Path) -> SQLiteStore:
         target = str(path)
         if target != ":memory:":
+            if Path(target).is_dir():
+                raise StoreError(f"{target} is a directory; give the path of a database file")
             Path(target).parent.mkdir(parents=True, exist_ok=True)
         try:
             conn = await aiosqlite.connect(target, isolation_level=None)
