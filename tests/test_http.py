@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,15 +17,14 @@ from tests.support.harness import PROV, HttpServer, call, child_env, db_fingerpr
 
 pytestmark = pytest.mark.anyio
 TOKEN = "correct-horse-battery-staple"
-INIT = {
+INIT: dict[str, Any] = {
     "jsonrpc": "2.0", "id": 1, "method": "initialize",
     "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}},
 }
-WRITE = {
-    "jsonrpc": "2.0", "id": 2, "method": "tools/call",
-    "params": {"name": "page_write", "arguments": {"session_id": "h1", "page_id": "conv/x", "op": "create",
-                                                   "type": "conversation", "content": "intruder",
-                                                   "provenance": PROV}},
+WRITE_ARGS: dict[str, Any] = {"session_id": "h1", "page_id": "conv/x", "op": "create", "type": "conversation",
+                              "content": "intruder", "provenance": PROV}
+WRITE: dict[str, Any] = {
+    "jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "page_write", "arguments": WRITE_ARGS},
 }
 
 
@@ -47,7 +47,7 @@ def _db(server: HttpServer) -> Path:
     return server.log.parent / "http.db"
 
 
-def post(server: HttpServer, body: bytes | dict[str, object], headers: dict[str, str] | None = None,
+def post(server: HttpServer, body: bytes | dict[str, Any], headers: dict[str, str] | None = None,
          method: str = "POST") -> tuple[int, dict[str, str], bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
@@ -122,9 +122,8 @@ def test_foreign_origin_is_refused(server: HttpServer) -> None:
 def test_request_body_over_the_limit_is_refused_and_the_server_lives_on(server: HttpServer) -> None:
     db = _db(server)
     before = db_fingerprint(db)
-    huge = dict(WRITE)
-    huge["params"] = {**WRITE["params"], "arguments": {**WRITE["params"]["arguments"],  # type: ignore[dict-item]
-                                                       "content": "x" * (5 * 1024 * 1024)}}
+    arguments = {**WRITE_ARGS, "content": "x" * (5 * 1024 * 1024)}
+    huge = {**WRITE, "params": {"name": "page_write", "arguments": arguments}}
     status, _, payload = post(server, huge, {"Authorization": f"Bearer {TOKEN}"})
     assert status == 413 and b"too large" in payload
     assert db_fingerprint(db) == before

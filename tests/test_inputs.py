@@ -19,7 +19,7 @@ import sqlite3
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,12 +57,13 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     with start_blocking_portal(backend="asyncio") as portal:
         with portal.wrap_async_context_manager(Client(create_server(ServerConfig(db=db)))) as client:
             e = Env(portal, client, db)
-            for tool, args in [
+            setup: list[tuple[str, dict[str, Any]]] = [
                 ("session_start", {"session_id": "s"}),
                 ("page_write", {"session_id": "s", "page_id": "conv/a", "op": "create", "type": "conversation",
                                 "content": "hello", "provenance": PROV}),
                 ("tool_execute", {"session_id": "s", "tool": "ls", "args": {"dir": "."}, "result": "a b"}),
-            ]:
+            ]
+            for tool, args in setup:
                 assert not e.call(tool, args).is_error
             yield e
 
@@ -241,7 +242,11 @@ def check_refused(env: Env, tool: str, arg: str, value: Any) -> None:
 
 
 def _cases(tool: str) -> st.SearchStrategy[tuple[str, Any]]:
-    return st.one_of(*[strategy.map(lambda v, a=arg: (a, v)) for arg, strategy in BAD[tool].items()])
+    return st.one_of(*[strategy.map(_tagged(arg)) for arg, strategy in BAD[tool].items()])
+
+
+def _tagged(arg: str) -> Callable[[Any], tuple[str, Any]]:
+    return lambda value: (arg, value)
 
 
 SETTINGS = {"deadline": None, "database": None,
@@ -310,7 +315,7 @@ def _future(path: Path) -> None:
     conn.close()
 
 
-DB_CASES = {
+DB_CASES: dict[str, tuple[Callable[[Path], object], str]] = {
     "random bytes": (lambda p: p.write_bytes(bytes(range(256)) * 64), "not a usable SQLite database"),
     "truncated sqlite header": (lambda p: p.write_bytes(b"SQLite format 3\x00" + b"\xff" * 200),
                                 "not a usable SQLite database"),

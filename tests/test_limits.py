@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from mcp import Client
@@ -45,7 +46,7 @@ def _size_reason(out: dict[str, object]) -> str:
     return str(details)
 
 
-async def write(client: Client, **args: object) -> dict[str, object]:
+async def write(client: Client, **args: Any) -> dict[str, Any]:
     return await call(client, "page_write", session_id="s", provenance=PROV, **args)
 
 
@@ -54,7 +55,7 @@ async def test_page_size_limit_is_64_kib_in_bytes(client: Client, db: Path) -> N
     exact = await write(client, page_id="conv/exact", op="create", type="conversation", content="x" * MAX_PAGE_BYTES)
     assert exact["status"] == "committed"
     before = db_fingerprint(db, skip_rejected=True)
-    over = [
+    over: list[dict[str, Any]] = [
         {"page_id": "conv/over", "op": "create", "type": "conversation", "content": "x" * (MAX_PAGE_BYTES + 1)},
         # bytes, not characters: 2-byte characters reach the limit at half the length
         {"page_id": "conv/wide", "op": "create", "type": "conversation", "content": "é" * (MAX_PAGE_BYTES // 2 + 1)},

@@ -11,6 +11,7 @@ import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from mcp import Client, MCPError
@@ -62,7 +63,7 @@ async def test_session_pages_are_invisible_and_unwritable_to_other_principals(co
 
         # bob cannot take over, read, write or flush alice's session by naming it
         assert "another principal" in await call_error(bob, "session_start", session_id="a1")
-        for tool, args in [
+        cases: list[tuple[str, dict[str, Any]]] = [
             ("page_read", {"page_id": "conv/secret"}),
             ("page_write", {"page_id": "conv/secret", "op": "append", "content": "bob was here", "provenance": PROV}),
             ("page_write", {"page_id": "conv/secret", "op": "delete", "base_version": 1, "provenance": PROV}),
@@ -75,7 +76,8 @@ async def test_session_pages_are_invisible_and_unwritable_to_other_principals(co
             ("lifecycle", {"event": "session_end"}),
             ("lifecycle", {"event": "flush"}),
             ("session_stats", {}),
-        ]:
+        ]
+        for tool, args in cases:
             text = await call_error(bob, tool, session_id="a1", **args)
             assert "No session 'a1'" in text and "session_start" in text, (tool, text)
         for uri in ("clawvm://sessions/a1/pages/conv/secret", "clawvm://sessions/a1/journal",
@@ -117,7 +119,7 @@ async def test_project_pages_need_a_grant(connect: Connect, tmp_path: Path) -> N
         read = await call(reader, "page_read", session_id="r1", page_id="pref/style")
         assert read["outcome"] == "hit" and "quokka" in read["page"]["text"]
         before = db_fingerprint(db, skip_rejected=True)
-        attempts = [
+        attempts: list[dict[str, Any]] = [
             {"page_id": "pref/style", "op": "append", "content": "and spaces"},
             {"page_id": "pref/style", "op": "set", "content": "spaces", "base_version": 1},
             {"page_id": "pref/style", "op": "delete", "base_version": 1},

@@ -77,7 +77,7 @@ async def _flagged_flush(self: ClawVMEngine, state: Any) -> tuple[int, int]:
         in_flush = False
 
 
-aiosqlite.Connection.execute = _crashing_execute  # type: ignore[method-assign,assignment]
+aiosqlite.Connection.execute = _crashing_execute  # type: ignore[method-assign]
 ClawVMEngine._flush = _flagged_flush  # type: ignore[method-assign]  # pyright: ignore[reportPrivateUsage]
 
 if __name__ == "__main__":

@@ -154,7 +154,8 @@ async def call(client: Client, tool: str, /, **args: Any) -> dict[str, Any]:
     result = await client.call_tool(tool, args)
     if result.is_error or result.structured_content is None:
         raise ToolFailed(f"{tool} failed: {error_text(result)}")
-    return result.structured_content
+    out: dict[str, Any] = result.structured_content
+    return out
 
 
 async def call_error(client: Client, tool: str, /, **args: Any) -> str:
