@@ -31,7 +31,8 @@ from typing import Any
 
 import anyio
 
-from .engine.core import ClawVMEngine, SessionState, _Merger
+from .engine import ClawVMEngine, SessionState
+from .engine.merge import PageMerger
 from .journal import WriteRequest, validate
 from .pages import Fidelity, Page, PageType, Provenance
 from .represent import build_representations
@@ -136,7 +137,7 @@ def make_requests(n: int, seed: int = 7) -> list[WriteRequest]:
 
 def make_pages(requests: Sequence[WriteRequest], counter: TokenCounter) -> list[Page]:
     """Ingest through the engine's own merge (the path page_write takes): representations built once each."""
-    merge = _Merger(counter, 0, 0)
+    merge = PageMerger(counter, 0, 0)
     pages = []
     for req in requests:
         page = merge(req, None)

@@ -31,7 +31,7 @@ from hypothesis import strategies as st
 from mcp import Client, MCPError
 from mcp.types import INTERNAL_ERROR, INVALID_PARAMS
 
-from clawvm_mcp.engine.core import SESSION_ID_RE
+from clawvm_mcp.engine.session import SESSION_ID_RE
 from clawvm_mcp.pages import PAGE_ID_RE
 from clawvm_mcp.server import ServerConfig, create_server
 from tests.support.harness import PROV, bare_error, child_env, db_fingerprint, error_text, file_sha

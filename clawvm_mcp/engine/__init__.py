@@ -1,6 +1,7 @@
 """The ClawVM engine: lifecycle operations over typed pages (no MCP imports)."""
 
-from .core import ClawVMEngine, EngineError, PageInput
+from .core import ClawVMEngine
 from .policy import CLAWVM, EngineConfig, EnginePolicy
+from .session import EngineError, PageInput, SessionState
 
-__all__ = ["CLAWVM", "ClawVMEngine", "EngineConfig", "EngineError", "EnginePolicy", "PageInput"]
+__all__ = ["CLAWVM", "ClawVMEngine", "EngineConfig", "EngineError", "EnginePolicy", "PageInput", "SessionState"]

@@ -10,11 +10,11 @@ import hashlib
 import logging
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Literal
 
-from ..faults import FaultEvent, FaultKind, FaultObserver
-from ..journal import Reason, ValidationContext, WriteRequest, merge_fields, validate
+from ..faults import FaultEvent, FaultKind
+from ..journal import Reason, ValidationContext, WriteRequest, validate
 from ..pages import (
     PAGE_ID_RE,
     PROMPT_ORDER,
@@ -22,15 +22,13 @@ from ..pages import (
     Fidelity,
     Fields,
     Page,
-    PageType,
     Pin,
     Provenance,
-    Representation,
 )
-from ..represent import build_representations, derive_fields, derive_title
 from ..selector import Selection, decay_recency, select
 from ..store.base import JournalEntry, PageCommit, SessionRecord, Store, ToolCall, dumps
 from ..tokens import TokenCounter
+from .merge import PageMerger, floor_tokens
 from .policy import EngineConfig
 from .results import (
     AssembledPage,
@@ -52,68 +50,16 @@ from .results import (
     ToolExecuteResult,
     WriteResult,
 )
+from .session import PROJECT_ID_RE, SESSION_ID_RE, EngineError, PageInput, SessionState, require_unicode
 
 log = logging.getLogger(__name__)
-SESSION_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}\Z")  # \Z: "$" would accept a trailing newline
-PROJECT_ID_RE = SESSION_ID_RE
+
+
 Event = Literal["turn_end", "compaction", "reset", "flush", "session_end"]
 EVENTS: tuple[Event, ...] = ("turn_end", "compaction", "reset", "flush", "session_end")
 Backend = Literal["ok", "denied", "error"]
 MAX_TOOL_NAME = 128
 MAX_QUERY_TERMS = 16
-
-
-class EngineError(Exception):
-    """A request the caller must fix; the message says what to do next and is shown to the model verbatim."""
-
-
-@dataclass(frozen=True, slots=True)
-class PageInput:
-    page_id: str
-    content: str
-    type: PageType = "bootstrap"
-    fields: Fields | None = None
-    pin: Pin | None = None
-    scope: Literal["session", "project"] | None = None
-    provenance: Provenance | None = None
-
-
-@dataclass(slots=True)
-class SessionState:
-    record: SessionRecord
-    pages: dict[str, Page] = field(default_factory=lambda: {})
-    namespace: dict[str, str] = field(default_factory=lambda: {})
-    staged: dict[str, list[int]] = field(default_factory=lambda: {})  # page_id -> pending journal txn ids
-    staged_base: dict[str, int] = field(default_factory=lambda: {})  # page_id -> committed version when staged
-    calls: dict[str, ToolCall] = field(default_factory=lambda: {})  # signature -> latest call
-    call_ids: set[str] = field(default_factory=lambda: set())
-    recency: dict[str, float] = field(default_factory=lambda: {})
-    resident: dict[str, Fidelity] = field(default_factory=lambda: {})
-    evicted: set[str] = field(default_factory=lambda: set())
-    turn_demands: set[str] = field(default_factory=lambda: set())
-    after_boundary: bool = False
-    unreported_settled: tuple[int, int] = (0, 0)  # settled on an implicit resume; the next lifecycle reports them
-    observer: FaultObserver = field(default_factory=FaultObserver)
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-
-    @property
-    def session_id(self) -> str:
-        return self.record.session_id
-
-    @property
-    def turn(self) -> int:
-        return self.record.turn
-
-    @property
-    def session_ns(self) -> str:
-        return f"s:{self.record.session_id}"
-
-    @property
-    def project_ns(self) -> str:
-        return f"p:{self.record.project_id}"
-
-    def live(self) -> list[Page]:
-        return [p for p in self.pages.values() if not p.deleted]
 
 
 def canonical_signature(tool: str, args: Mapping[str, object]) -> str:
@@ -128,30 +74,6 @@ def _digest(*parts: str) -> str:
 def _slug(text: str) -> str:
     slug = re.sub(r"[^a-z0-9._-]+", "-", text.lower()).strip("-._")
     return (slug or "tool")[:40]
-
-
-def _require_unicode(label: str, value: object) -> None:
-    """Refuse text SQLite cannot store (a lone surrogate such as a JSON "\\ud800" escape) before anything is
-    staged: it would otherwise fail deep in the store as an unexpected error the model cannot read."""
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise EngineError(
-                f"{label} is not valid Unicode: lone surrogate U+{ord(value[exc.start]):04X} at position {exc.start}; "
-                "send UTF-8 text"
-            ) from None
-    elif isinstance(value, Mapping):
-        for key, item in value.items():  # pyright: ignore[reportUnknownVariableType]
-            _require_unicode(label, key)
-            _require_unicode(label, item)
-    elif isinstance(value, list | tuple):
-        for item in value:  # pyright: ignore[reportUnknownVariableType]
-            _require_unicode(label, item)
-
-
-def _floor_tokens(page: Page) -> int:
-    return page.tokens_at(page.at_least(page.min_fidelity))
 
 
 class ClawVMEngine:
@@ -179,7 +101,7 @@ class ClawVMEngine:
         if budget is not None:
             self._check_budget(budget)
         for page in bootstrap:
-            _require_unicode(f"bootstrap page {page.page_id!r}", (page.content, page.fields))
+            require_unicode(f"bootstrap page {page.page_id!r}", (page.content, page.fields))
         async with self._open_lock:
             record = await self.store.get_session(session_id)
             resumed = record is not None
@@ -303,9 +225,9 @@ class ClawVMEngine:
     # ------------------------------------------------------------------ writes
 
     async def write(self, session_id: str, req: WriteRequest) -> WriteResult:
-        _require_unicode("content", req.content)
-        _require_unicode("fields", req.fields)
-        _require_unicode("provenance", None if req.provenance is None else req.provenance.ref)
+        require_unicode("content", req.content)
+        require_unicode("fields", req.fields)
+        require_unicode("provenance", None if req.provenance is None else req.provenance.ref)
         state = await self._session(session_id)
         async with state.lock:
             return await self._write(state, replace(req, turn=state.turn))
@@ -326,8 +248,8 @@ class ClawVMEngine:
             scope = TYPE_POLICIES[req.type].default_scope  # type: ignore[index]
         return state.project_ns if scope == "project" else state.session_ns
 
-    def _merge(self, state: SessionState, committed_version: int) -> _Merger:
-        return _Merger(self.counter, state.turn, committed_version)
+    def _merge(self, state: SessionState, committed_version: int) -> PageMerger:
+        return PageMerger(self.counter, state.turn, committed_version)
 
     def _validation_context(
         self, state: SessionState, req: WriteRequest, current: Page | None, committed_version: int
@@ -341,10 +263,10 @@ class ClawVMEngine:
             tool_call_exists=lambda cid: cid in state.call_ids,
             can_write_scope=lambda scope: scope == "session" or self.config.can_write_project(project_id),
             hard_floor_tokens=lambda: sum(
-                _floor_tokens(p) for p in state.live() if p.pin == "hard" and p.page_id != req.page_id
+                floor_tokens(p) for p in state.live() if p.pin == "hard" and p.page_id != req.page_id
             ),
             budget=state.record.budget,
-            floor_tokens=_floor_tokens,
+            floor_tokens=floor_tokens,
             max_page_bytes=self.config.max_page_bytes,
         )
 
@@ -532,7 +454,7 @@ class ClawVMEngine:
             raise EngineError(f"Unknown type {page_type!r}; use one of {', '.join(TYPE_POLICIES)}")
         if not 1 <= limit <= 100:
             raise EngineError(f"limit must be between 1 and 100, got {limit}")
-        _require_unicode("query", query)
+        require_unicode("query", query)
         state = await self._session(session_id)
         async with state.lock:
             terms = list(dict.fromkeys(re.findall(r"[\w./-]+", query.lower())))[:MAX_QUERY_TERMS]
@@ -667,9 +589,9 @@ class ClawVMEngine:
     ) -> ToolExecuteResult:
         if not tool.strip() or len(tool) > MAX_TOOL_NAME:
             raise EngineError(f"tool must be a name of 1-{MAX_TOOL_NAME} characters")
-        _require_unicode("tool", tool)
-        _require_unicode("args", args)
-        _require_unicode("result", result)
+        require_unicode("tool", tool)
+        require_unicode("args", args)
+        require_unicode("result", result)
         if result is not None and len(result.encode("utf-8", "surrogatepass")) > self.config.max_page_bytes:
             raise EngineError(
                 f"result is {len(result.encode('utf-8', 'surrogatepass'))} bytes; evidence pages hold at most "
@@ -825,57 +747,3 @@ class ClawVMEngine:
     def state_of(self, session_id: str) -> SessionState:
         """For the replay driver: direct access to a loaded session's in-memory state."""
         return self._sessions[session_id]
-
-
-@dataclass(frozen=True, slots=True)
-class _Merger:
-    """Applies a validated request to the current page: the deterministic merge rules of DESIGN section 4."""
-
-    counter: TokenCounter
-    turn: int
-    committed_version: int
-
-    def __call__(self, req: WriteRequest, current: Page | None) -> Page:
-        live = current if current is not None and not current.deleted else None
-        page_type: PageType = req.type or (live.type if live else "conversation")  # type: ignore[assignment]
-        policy = TYPE_POLICIES[page_type]
-        if live is None:
-            content, explicit = req.content or "", dict(req.fields or {})
-        elif req.op == "append":
-            content = live.content + ("\n" + req.content if req.content else "")
-            explicit = merge_fields(live.explicit_fields, live.fields, req.fields or {}, "append")
-        elif req.op == "merge":
-            content, explicit = live.content, merge_fields(live.explicit_fields, live.fields, req.fields or {}, "merge")
-        elif req.op == "set":
-            content = req.content if req.content is not None else live.content
-            explicit = dict(req.fields) if req.fields is not None else dict(live.explicit_fields)
-        else:
-            content, explicit = live.content, dict(live.explicit_fields)
-        fields: Fields = {**derive_fields(page_type, req.page_id, content), **explicit}
-        title = str(fields.get("title") or "") if page_type == "bootstrap" else ""
-        title = title or derive_title(content, req.page_id)
-        pin = req.pin or (live.pin if live else policy.default_pin)
-        prov = req.provenance or (live.provenance if live else Provenance("harness", "ext:unknown", self.turn))
-        reps = build_representations(self.counter, page_id=req.page_id, page_type=page_type,
-                                     version=self.committed_version + 1, title=title, content=content, fields=fields)
-        if req.tokens:  # a replay trace's prescribed sizes; the texts stay the derived ones
-            reps = {lv: Representation(r.text, req.tokens.get(lv.label, r.tokens)) for lv, r in reps.items()}
-        return Page(
-            page_id=req.page_id,
-            type=page_type,
-            scope=req.scope or (live.scope if live else policy.default_scope),
-            pin=pin,
-            min_fidelity=policy.min_fidelity,
-            version=self.committed_version,
-            provenance=prov,
-            content=content,
-            fields=fields,
-            explicit_fields=explicit,
-            representations=reps,
-            recompute_cost=live.recompute_cost if live else policy.recompute_cost,
-            base_utility=live.base_utility if live else policy.base_utility,
-            created_turn=live.created_turn if live else self.turn,
-            last_access_turn=self.turn,
-            title=title,
-        )
-

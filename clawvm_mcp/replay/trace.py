@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, get_args
 
-from ..engine.core import SESSION_ID_RE
+from ..engine.session import SESSION_ID_RE
 from ..pages import PAGE_ID_RE, PAGE_TYPES, PINS, SCOPES, TYPE_POLICIES, PageType, Pin, Scope
 
 Op = Literal[
