@@ -33,15 +33,24 @@ def _grants(values: Sequence[str]) -> dict[str, Grant] | None:
 
 
 def _add_db(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--db", type=Path, default=None,
-                   help=f"SQLite database file (default: $CLAWVM_DB or {default_db_path()})")
+    p.add_argument(
+        "--db", type=Path, default=None, help=f"SQLite database file (default: $CLAWVM_DB or {default_db_path()})"
+    )
 
 
 def _add_principal(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--principal", default=os.environ.get("CLAWVM_PRINCIPAL", "local"),
-                   help="who is writing (default: $CLAWVM_PRINCIPAL or 'local')")
-    p.add_argument("--grant", action="append", default=[], metavar="PROJECT=read|write",
-                   help="limit this principal to these project grants (default: write on every project)")
+    p.add_argument(
+        "--principal",
+        default=os.environ.get("CLAWVM_PRINCIPAL", "local"),
+        help="who is writing (default: $CLAWVM_PRINCIPAL or 'local')",
+    )
+    p.add_argument(
+        "--grant",
+        action="append",
+        default=[],
+        metavar="PROJECT=read|write",
+        help="limit this principal to these project grants (default: write on every project)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,8 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"clawvm-mcp {__version__}")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
 
-    serve = sub.add_parser("serve", help="run the MCP server (stdio by default)",
-                           description="Run the MCP server over stdio, or streamable HTTP with --http.")
+    serve = sub.add_parser(
+        "serve",
+        help="run the MCP server (stdio by default)",
+        description="Run the MCP server over stdio, or streamable HTTP with --http.",
+    )
     _add_db(serve)
     _add_principal(serve)
     serve.add_argument("--http", action="store_true", help="serve streamable HTTP at http://HOST:PORT/mcp")
@@ -62,17 +74,23 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--no-auth", action="store_true", help="HTTP without a bearer token (loopback testing only)")
     serve.set_defaults(func=cmd_serve)
 
-    life = sub.add_parser("lifecycle", help="report a lifecycle event for a session (for harness hooks)",
-                          description="Commit staged writes and record a lifecycle event, as the lifecycle tool "
-                          "does; meant for harness hooks (PreCompact, SessionEnd, ...). Prints JSON.")
+    life = sub.add_parser(
+        "lifecycle",
+        help="report a lifecycle event for a session (for harness hooks)",
+        description="Commit staged writes and record a lifecycle event, as the lifecycle tool "
+        "does; meant for harness hooks (PreCompact, SessionEnd, ...). Prints JSON.",
+    )
     _add_db(life)
     _add_principal(life)
     life.add_argument("--session", required=True, help="session id")
     life.add_argument("--event", required=True, choices=["turn_end", "compaction", "reset", "flush", "session_end"])
     life.set_defaults(func=cmd_lifecycle)
 
-    insp = sub.add_parser("inspect", help="show a session's pages, journal and faults",
-                          description="Read-only view of a session: page table, journal and fault counts.")
+    insp = sub.add_parser(
+        "inspect",
+        help="show a session's pages, journal and faults",
+        description="Read-only view of a session: page table, journal and fault counts.",
+    )
     _add_db(insp)
     insp.add_argument("--session", required=True, help="session id")
     insp.add_argument("--html", type=Path, default=None, help="also write a self-contained HTML report here")
@@ -98,8 +116,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     db = _db(args)
     token = os.environ.get("CLAWVM_TOKEN")
     if args.http and token is None and not args.no_auth:
-        print("Error: --http needs a bearer token in CLAWVM_TOKEN (or --no-auth, for loopback testing only)",
-              file=sys.stderr)
+        print(
+            "Error: --http needs a bearer token in CLAWVM_TOKEN (or --no-auth, for loopback testing only)",
+            file=sys.stderr,
+        )
         return 2
 
     async def check() -> None:  # fail before the transport opens, with one clear line
@@ -158,8 +178,11 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=os.environ.get("CLAWVM_LOG", "INFO"), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=os.environ.get("CLAWVM_LOG", "INFO"),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] not in (*VERBS, "-h", "--help", "--version"):
         argv.insert(0, "serve")

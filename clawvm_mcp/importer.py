@@ -214,8 +214,9 @@ def plan_file(name: str, text: str, kind: FileKind) -> list[PlannedPage]:
         else:
             page_type = "constraint" if is_rule_section(section) else "preference"
         fields = _preference_fields(section, name) if page_type == "preference" else None
-        planned.append(PlannedPage(f"{PAGE_PREFIX}{stem}/{slug}", page_type, section.text,
-                                   f"ext:{name}#L{section.line}", fields))
+        planned.append(
+            PlannedPage(f"{PAGE_PREFIX}{stem}/{slug}", page_type, section.text, f"ext:{name}#L{section.line}", fields)
+        )
     return planned
 
 
@@ -246,15 +247,21 @@ def _unchanged(current: Page, planned: PlannedPage) -> bool:
     )
 
 
-async def _apply(engine: ClawVMEngine, session_id: str, current: Page | None, planned: PlannedPage,
-                 turn: int) -> ImportedPage:
+async def _apply(
+    engine: ClawVMEngine, session_id: str, current: Page | None, planned: PlannedPage, turn: int
+) -> ImportedPage:
     prov = Provenance("import", planned.ref, turn)
     action: Action = "created"
     if current is not None and current.type != planned.type:
         if current.type == "bootstrap":
-            return ImportedPage(planned.page_id, planned.type, "rejected", current.version, planned.ref,
-                                [f"INVARIANT_VIOLATION: {planned.page_id} is a bootstrap page; it cannot become a "
-                                 f"{planned.type} page"])
+            return ImportedPage(
+                planned.page_id,
+                planned.type,
+                "rejected",
+                current.version,
+                planned.ref,
+                [f"INVARIANT_VIOLATION: {planned.page_id} is a bootstrap page; it cannot become a {planned.type} page"],
+            )
         base = current.version
         if current.pin != "none":
             unpinned = await engine.pin(session_id, planned.page_id, "none")
@@ -266,14 +273,16 @@ async def _apply(engine: ClawVMEngine, session_id: str, current: Page | None, pl
             return _rejected(planned, deleted.version, deleted.reasons)
         current, action = None, "retyped"
     if current is None:
-        req = WriteRequest("create", planned.page_id, prov, planned.type, planned.content, planned.fields,
-                           scope="project")
+        req = WriteRequest(
+            "create", planned.page_id, prov, planned.type, planned.content, planned.fields, scope="project"
+        )
     else:
         if _unchanged(current, planned):
             return ImportedPage(planned.page_id, planned.type, "unchanged", current.version, planned.ref)
         action = "updated"
-        req = WriteRequest("set", planned.page_id, prov, planned.type, planned.content, planned.fields,
-                           base_version=current.version)
+        req = WriteRequest(
+            "set", planned.page_id, prov, planned.type, planned.content, planned.fields, base_version=current.version
+        )
     result = await engine.write(session_id, req)
     if result.status != "committed":
         return _rejected(planned, result.version, result.reasons)
@@ -305,7 +314,8 @@ async def import_workspace(
         results.append(await _apply(engine, session_id, live, page, state.turn))
     wanted = {p.page_id for p in planned}
     stale = sorted(
-        p.page_id for p in state.live()
+        p.page_id
+        for p in state.live()
         if p.page_id.startswith(PAGE_PREFIX) and p.page_id not in wanted and p.provenance.source == "import"
     )
     return ImportReport(session_id, state.record.project_id, str(directory), files, results, stale)
@@ -316,12 +326,17 @@ async def import_workspace(
 
 def render(report: ImportReport) -> str:
     width = max([len(p.page_id) for p in report.pages] + [4])
-    lines = [f"{p.action:<9}  {p.page_id:<{width}}  {p.type:<10}  v{p.version:<3}  {p.ref}" +
-             "".join(f"\n           {r}" for r in p.reasons) for p in report.pages]
+    lines = [
+        f"{p.action:<9}  {p.page_id:<{width}}  {p.type:<10}  v{p.version:<3}  {p.ref}"
+        + "".join(f"\n           {r}" for r in p.reasons)
+        for p in report.pages
+    ]
     lines += [f"stale      {pid}  (its section is gone from the workspace; left in place)" for pid in report.stale]
     counts = ", ".join(f"{report.count(a)} {a}" for a in ("created", "updated", "retyped", "unchanged", "rejected"))
-    lines.append(f"imported {len(report.pages)} sections of {', '.join(report.files)} into session "
-                 f"{report.session_id} (project {report.project_id}): {counts}")
+    lines.append(
+        f"imported {len(report.pages)} sections of {', '.join(report.files)} into session "
+        f"{report.session_id} (project {report.project_id}): {counts}"
+    )
     return "\n".join(lines)
 
 
@@ -347,8 +362,10 @@ def cmd_import(args: argparse.Namespace) -> int:
         return 2
     print(json.dumps(report.to_json(), indent=2) if args.json else render(report))
     if not report.ok:
-        print("Error: some sections were rejected (see the reasons above); a larger --budget fits more "
-              "hard-pinned pages", file=sys.stderr)
+        print(
+            "Error: some sections were rejected (see the reasons above); a larger --budget fits more hard-pinned pages",
+            file=sys.stderr,
+        )
     return 0 if report.ok else 1
 
 
@@ -366,12 +383,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("directory", type=Path, metavar="DIR", help="the workspace directory")
     parser.add_argument("--session", required=True, help="session id (started, or resumed, by the import)")
     parser.add_argument("--project", default="default", help="project id for a new session (default: default)")
-    parser.add_argument("--db", type=Path, default=None,
-                        help=f"SQLite database file (default: $CLAWVM_DB or {default_db_path()})")
-    parser.add_argument("--principal", default=os.environ.get("CLAWVM_PRINCIPAL", "local"),
-                        help="who is writing (default: $CLAWVM_PRINCIPAL or 'local')")
-    parser.add_argument("--budget", type=int, default=None,
-                        help="token budget for a new session (default 4000); hard-pinned floors must fit in it")
+    parser.add_argument(
+        "--db", type=Path, default=None, help=f"SQLite database file (default: $CLAWVM_DB or {default_db_path()})"
+    )
+    parser.add_argument(
+        "--principal",
+        default=os.environ.get("CLAWVM_PRINCIPAL", "local"),
+        help="who is writing (default: $CLAWVM_PRINCIPAL or 'local')",
+    )
+    parser.add_argument(
+        "--budget",
+        type=int,
+        default=None,
+        help="token budget for a new session (default 4000); hard-pinned floors must fit in it",
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.set_defaults(func=cmd_import)
     return parser

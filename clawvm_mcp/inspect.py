@@ -95,8 +95,15 @@ async def load_report(db: Path, session_id: str) -> SessionReport:
     counters = raw_counters if isinstance(raw_counters, dict) else {}
     selection = select(pages, {}, record.budget, SelectorPolicy(), recency)
     return SessionReport(
-        record=record, pages=pages, staged=staged, selection=selection, journal=journal, journal_counts=counts,
-        faults=faults, tool_calls=len(calls), hits=_int(counters.get("hits", 0)),
+        record=record,
+        pages=pages,
+        staged=staged,
+        selection=selection,
+        journal=journal,
+        journal_counts=counts,
+        faults=faults,
+        tool_calls=len(calls),
+        hits=_int(counters.get("hits", 0)),
         duplicate_signature=_int(counters.get("duplicate_signature", 0)),
     )
 
@@ -113,11 +120,21 @@ def _page_rows(report: SessionReport) -> list[list[str]]:
     rows = []
     for p in report.pages:
         level = report.level(p.page_id)
-        rows.append([
-            p.page_id, p.type, p.scope, p.pin, p.min_fidelity.label, f"v{p.version}",
-            level.label if level > Fidelity.NONE else "-", str(p.tokens_at(level)), str(p.tokens_at(Fidelity.FULL)),
-            str(report.staged.get(p.page_id, "")), f"{p.provenance.source} {p.provenance.ref}",
-        ])
+        rows.append(
+            [
+                p.page_id,
+                p.type,
+                p.scope,
+                p.pin,
+                p.min_fidelity.label,
+                f"v{p.version}",
+                level.label if level > Fidelity.NONE else "-",
+                str(p.tokens_at(level)),
+                str(p.tokens_at(Fidelity.FULL)),
+                str(report.staged.get(p.page_id, "")),
+                f"{p.provenance.source} {p.provenance.ref}",
+            ]
+        )
     return rows
 
 
@@ -130,8 +147,16 @@ NUMERIC = {"ver", "tokens", "full", "staged", "txn", "turn", "count"}
 
 def _journal_rows(report: SessionReport) -> list[list[str]]:
     return [
-        [str(e.txn_id), str(e.turn), e.page_id, e.op, e.status, e.commit_mode,
-         "" if e.version is None else f"v{e.version}", ", ".join(f"{r['code']}: {r['detail']}" for r in e.reasons)]
+        [
+            str(e.txn_id),
+            str(e.turn),
+            e.page_id,
+            e.op,
+            e.status,
+            e.commit_mode,
+            "" if e.version is None else f"v{e.version}",
+            ", ".join(f"{r['code']}: {r['detail']}" for r in e.reasons),
+        ]
         for e in report.journal
     ]
 
@@ -144,13 +169,19 @@ def _summary(report: SessionReport) -> list[tuple[str, str]]:
     r = report.record
     sel = report.selection
     return [
-        ("session", r.session_id), ("project", r.project_id), ("principal", r.principal), ("turn", str(r.turn)),
-        ("state", "ended" if r.ended else "open"), ("budget", str(r.budget)),
+        ("session", r.session_id),
+        ("project", r.project_id),
+        ("principal", r.principal),
+        ("turn", str(r.turn)),
+        ("state", "ended" if r.ended else "open"),
+        ("budget", str(r.budget)),
         ("resident", f"{sel.tokens_used}/{sel.budget} tokens"),
         ("pages", f"{len(report.pages)} live, {sum(report.staged.values())} staged writes"),
         ("tool calls", str(report.tool_calls)),
-        ("faults", str(len(report.faults))), ("hits", str(report.hits)),
-        ("duplicate_signature", str(report.duplicate_signature)), ("thrash", f"{report.thrash:.3f}"),
+        ("faults", str(len(report.faults))),
+        ("hits", str(report.hits)),
+        ("duplicate_signature", str(report.duplicate_signature)),
+        ("thrash", f"{report.thrash:.3f}"),
     ]
 
 
@@ -163,7 +194,7 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
 
     def fmt(row: list[str]) -> str:
         out = [c.rjust(w) if h in NUMERIC else c.ljust(w) for c, w, h in zip(row, widths, headers, strict=True)]
-        return ("│ " + " │ ".join(out) + " │")
+        return "│ " + " │ ".join(out) + " │"
 
     rule = "─┼─".join("─" * w for w in widths)
     lines = ["┌─" + "─┬─".join("─" * w for w in widths) + "─┐", fmt(headers), "├─" + rule + "─┤"]
@@ -176,21 +207,31 @@ def render_text(report: SessionReport) -> str:
     summary = _summary(report)
     sel = report.selection
     parts = ["clawvm-mcp session report  " + "  ".join(f"{k} {v}" for k, v in summary[:6]), ""]
-    parts.append(f"PAGES  resident = what the next context_assemble at budget {sel.budget} would choose: "
-                 f"{sel.tokens_used}/{sel.budget} tokens")
+    parts.append(
+        f"PAGES  resident = what the next context_assemble at budget {sel.budget} would choose: "
+        f"{sel.tokens_used}/{sel.budget} tokens"
+    )
     if sel.physical_insufficiency:
-        parts.append(f"!! physical insufficiency: {sel.shortfall_tokens} tokens short for "
-                     f"{', '.join(sel.unmet_required)}")
+        parts.append(
+            f"!! physical insufficiency: {sel.shortfall_tokens} tokens short for {', '.join(sel.unmet_required)}"
+        )
     parts += [_table(PAGE_HEADERS, _page_rows(report)), ""]
     counts = ", ".join(f"{k} {v}" for k, v in sorted(report.journal_counts.items())) or "empty"
-    parts += [f"JOURNAL  {counts}  (last {len(report.journal)} rows)", _table(JOURNAL_HEADERS, _journal_rows(report)),
-              ""]
-    parts.append(f"FAULTS  total {len(report.faults)}  hits {report.hits}  duplicate_signature "
-                 f"{report.duplicate_signature}  thrash {report.thrash:.3f}  tool calls {report.tool_calls}")
+    parts += [
+        f"JOURNAL  {counts}  (last {len(report.journal)} rows)",
+        _table(JOURNAL_HEADERS, _journal_rows(report)),
+        "",
+    ]
+    parts.append(
+        f"FAULTS  total {len(report.faults)}  hits {report.hits}  duplicate_signature "
+        f"{report.duplicate_signature}  thrash {report.thrash:.3f}  tool calls {report.tool_calls}"
+    )
     parts.append(_table(["fault", "count"], [[k, str(v)] for k, v in report.fault_counts.items()]))
     if report.faults:
-        parts += [f"last {min(len(report.faults), FAULT_ROWS)} fault events",
-                  _table(FAULT_HEADERS, _fault_rows(report))]
+        parts += [
+            f"last {min(len(report.faults), FAULT_ROWS)} fault events",
+            _table(FAULT_HEADERS, _fault_rows(report)),
+        ]
     return "\n".join(parts)
 
 
@@ -243,31 +284,44 @@ def render_html(report: SessionReport) -> str:
     for p in report.pages:
         used[p.type] = used.get(p.type, 0) + p.tokens_at(report.level(p.page_id))
     total = max(sel.budget, sel.tokens_used, 1)
-    bar = "".join(f'<span class="t-{_e(t)}" style="width:{100 * n / total:.3f}%" title="{_e(t)}: {n} tokens"></span>'
-                  for t, n in used.items() if n)
+    bar = "".join(
+        f'<span class="t-{_e(t)}" style="width:{100 * n / total:.3f}%" title="{_e(t)}: {n} tokens"></span>'
+        for t, n in used.items()
+        if n
+    )
     legend = "".join(f'<span><i class="t-{_e(t)}"></i>{_e(t)} {n}</span>' for t, n in used.items())
     warn = ""
     if sel.physical_insufficiency:
-        warn = (f'<p class="warn">Physical insufficiency: {sel.shortfall_tokens} tokens short for '
-                f"{_e(', '.join(sel.unmet_required))}.</p>")
+        warn = (
+            f'<p class="warn">Physical insufficiency: {sel.shortfall_tokens} tokens short for '
+            f"{_e(', '.join(sel.unmet_required))}.</p>"
+        )
     page_rows = []
     for p in report.pages:
         level = report.level(p.page_id)
         page_rows.append(
-            "<tr>" + f"<td><code>{_e(p.page_id)}</code><br><span class=muted>{_e(p.title)}</span></td>"
+            "<tr>"
+            + f"<td><code>{_e(p.page_id)}</code><br><span class=muted>{_e(p.title)}</span></td>"
             + "".join(_td(v) for v in (p.type, p.scope, p.pin, p.min_fidelity.label))
             + _td(f"v{p.version}", True)
             + f'<td><span class="lv lv-{_e(level.label)}">{_e(level.label)}</span></td>'
             + _td(report.reason(p.page_id))
-            + _td(p.tokens_at(level), True) + _td(p.tokens_at(Fidelity.FULL), True)
+            + _td(p.tokens_at(level), True)
+            + _td(p.tokens_at(Fidelity.FULL), True)
             + _td(report.staged.get(p.page_id, ""), True)
             + f"<td>{_e(p.provenance.source)} <code>{_e(p.provenance.ref)}</code></td></tr>"
         )
     journal_rows = [
-        "<tr>" + _td(e.txn_id, True) + _td(e.turn, True) + f"<td><code>{_e(e.page_id)}</code></td>" + _td(e.op)
-        + f'<td class="st-{_e(e.status)}">{_e(e.status)}</td>' + _td(e.commit_mode)
+        "<tr>"
+        + _td(e.txn_id, True)
+        + _td(e.turn, True)
+        + f"<td><code>{_e(e.page_id)}</code></td>"
+        + _td(e.op)
+        + f'<td class="st-{_e(e.status)}">{_e(e.status)}</td>'
+        + _td(e.commit_mode)
         + _td("" if e.version is None else f"v{e.version}", True)
-        + _td("; ".join(f"{x['code']}: {x['detail']}" for x in e.reasons)) + "</tr>"
+        + _td("; ".join(f"{x['code']}: {x['detail']}" for x in e.reasons))
+        + "</tr>"
         for e in report.journal
     ]
     fault_count_rows = ["<tr>" + _td(k) + _td(v, True) + "</tr>" for k, v in report.fault_counts.items()]
@@ -279,7 +333,8 @@ def render_html(report: SessionReport) -> str:
 <meta name="generator" content="clawvm-mcp {_e(__version__)}"><title>{_e(title)}</title><style>{_CSS}</style></head>
 <body><h1>{_e(title)}</h1>
 <p class="muted">project {_e(r.project_id)} · principal {_e(r.principal)} · turn {r.turn} · {
-"ended" if r.ended else "open"}</p>
+        "ended" if r.ended else "open"
+    }</p>
 <dl>{cards}</dl>
 <h2>Pages</h2>
 <p class="muted">Resident level = what the next <code>context_assemble</code> at budget {sel.budget} (no demands)

@@ -220,7 +220,9 @@ def _scope(req: WriteRequest, ctx: ValidationContext) -> list[str]:
 def _destructive(req: WriteRequest, ctx: ValidationContext) -> list[str]:
     live = ctx.current is not None and not ctx.current.deleted
     if req.op == "create" and live:
-        return [f"page {req.page_id!r} exists (v{ctx.committed_version}); create never overwrites: use append, merge or set with base_version"]
+        return [
+            f"page {req.page_id!r} exists (v{ctx.committed_version}); create never overwrites: use append, merge or set with base_version"
+        ]
     if req.op in ("set", "delete"):
         if req.base_version is None:
             return [f"{req.op} needs base_version (current version is {ctx.committed_version})"]

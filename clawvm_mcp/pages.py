@@ -72,7 +72,9 @@ class TypePolicy:
 
 _F, _C, _S, _P = Fidelity.FULL, Fidelity.COMPRESSED, Fidelity.STRUCTURED, Fidelity.POINTER
 TYPE_POLICIES: dict[PageType, TypePolicy] = {
-    "bootstrap": TypePolicy(_S, "hard", "project", (_F, _S), {"title": "str", "rules": "list"}, ("rules",), 9.0, 10.0, 2),
+    "bootstrap": TypePolicy(
+        _S, "hard", "project", (_F, _S), {"title": "str", "rules": "list"}, ("rules",), 9.0, 10.0, 2
+    ),
     "constraint": TypePolicy(
         _S, "hard", "session", (_F, _S), {"rule": "str", "applies_to": "str"}, ("rule",), 7.0, 8.0, 1
     ),

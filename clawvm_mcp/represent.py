@@ -120,5 +120,8 @@ def build_representations(
         Fidelity.STRUCTURED: structured,
         Fidelity.POINTER: pointer(page_id, page_type, version, title, full_tokens, fields),
     }
-    reps = {lv: Representation(texts[lv], full_tokens if lv is Fidelity.FULL else counter.count(texts[lv])) for lv in STORED_LEVELS}
+    reps = {
+        lv: Representation(texts[lv], full_tokens if lv is Fidelity.FULL else counter.count(texts[lv]))
+        for lv in STORED_LEVELS
+    }
     return reps

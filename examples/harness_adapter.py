@@ -52,8 +52,9 @@ class ClawVMHarness:
 
     @classmethod
     @asynccontextmanager
-    async def connect(cls, db: Path, session_id: str, command: Sequence[str] | None = None) -> AsyncIterator[
-            ClawVMHarness]:
+    async def connect(
+        cls, db: Path, session_id: str, command: Sequence[str] | None = None
+    ) -> AsyncIterator[ClawVMHarness]:
         """Start ``clawvm-mcp serve --db DB`` over stdio (the SDK gives the child a minimal environment: pass it)."""
         argv = list(command or [sys.executable, "-m", "clawvm_mcp", "serve"])
         env = {**os.environ, "CLAWVM_LOG": os.environ.get("CLAWVM_LOG", "WARNING")}
@@ -99,8 +100,9 @@ class ClawVMHarness:
         read = await self.call("page_read", page_id=page_id, fidelity="pointer")
         op = "append" if read["outcome"] == "hit" else "create"
         extra: Json = {"type": page_type} if op == "create" else {}
-        return await self.call("page_write", page_id=page_id, op=op, content=content, provenance=prov,
-                               commit=commit, **extra)
+        return await self.call(
+            "page_write", page_id=page_id, op=op, content=content, provenance=prov, commit=commit, **extra
+        )
 
     async def lifecycle(self, event: str) -> Json:
         return await self.call("lifecycle", event=event)
@@ -116,8 +118,10 @@ FILES = {
     "render.py": "def render(event):\n    return f\"hello {event['name']}\"\n",
 }
 BOOTSTRAP = [
-    {"page_id": "rules", "content": "# House rules\n- never push to main\n- run the tests before merging\n"
-                                    "- ask before deleting data"},
+    {
+        "page_id": "rules",
+        "content": "# House rules\n- never push to main\n- run the tests before merging\n- ask before deleting data",
+    },
 ]
 
 
@@ -131,8 +135,10 @@ TOOLS: dict[str, ToolFn] = {"read_file": read_file}
 # A scripted "model": per turn, the tool calls it asks for and the note it keeps. No LLM involved.
 SCRIPT: list[Json] = [
     {"tools": [("read_file", {"path": "app.py"})], "note": "Fix the greeting\n- [x] read app.py\n- [ ] read render.py"},
-    {"tools": [("read_file", {"path": "render.py"}), ("read_file", {"path": "app.py"})],
-     "note": "- [ ] patch render.py"},
+    {
+        "tools": [("read_file", {"path": "render.py"}), ("read_file", {"path": "app.py"})],
+        "note": "- [ ] patch render.py",
+    },
     {"compact": True},
     {"tools": [("read_file", {"path": "app.py"})], "note": "- [x] patch render.py"},
 ]
@@ -154,8 +160,10 @@ async def run_demo(db: Path, session_id: str = "demo", out: Callable[[str], None
                 out(f"turn {turn}: prompt after compaction has the rules: {rules_after_compaction}")
                 continue
             ctx = await vm.context()
-            out(f"turn {turn}: prompt {ctx['tokens_used']}/{ctx['budget']} tokens, "
-                f"{sum(1 for p in ctx['pages'] if p['level'] != 'none')} pages resident")
+            out(
+                f"turn {turn}: prompt {ctx['tokens_used']}/{ctx['budget']} tokens, "
+                f"{sum(1 for p in ctx['pages'] if p['level'] != 'none')} pages resident"
+            )
             for name, args in step.get("tools", []):
                 _, status = await vm.run_tool(name, args, TOOLS[name])
                 statuses.append(status)
@@ -170,12 +178,18 @@ async def run_demo(db: Path, session_id: str = "demo", out: Callable[[str], None
         stats = await vm.stats()
         plan = await vm.call("page_read", page_id="plan/main")
         out("plan/main as kept:\n  " + "\n  ".join(plan["page"]["text"].splitlines()))
-        out(f"stats: faults {stats['faults_total']}, duplicate_signature {stats['duplicate_signature']}, "
-            f"hits {stats['hits']}, thrash {stats['thrash']}, journal {stats['journal']}")
+        out(
+            f"stats: faults {stats['faults_total']}, duplicate_signature {stats['duplicate_signature']}, "
+            f"hits {stats['hits']}, thrash {stats['thrash']}, journal {stats['journal']}"
+        )
         out(f"tools actually run: {vm.tool_runs} of {len(statuses)} calls")
         return {
-            "statuses": statuses, "tool_runs": vm.tool_runs, "stats": stats, "end": end,
-            "rules_after_compaction": rules_after_compaction, "plan": plan["page"]["text"],
+            "statuses": statuses,
+            "tool_runs": vm.tool_runs,
+            "stats": stats,
+            "end": end,
+            "rules_after_compaction": rules_after_compaction,
+            "plan": plan["page"]["text"],
         }
 
 

@@ -65,7 +65,12 @@ def test_inspect_is_read_only(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 
 def test_http_without_token_refuses_to_start(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "CLAWVM_TOKEN"}
-    out = subprocess.run([sys.executable, "-m", "clawvm_mcp", "serve", "--http", "--db", str(tmp_path / "h.db")],
-                         capture_output=True, text=True, env=env, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "clawvm_mcp", "serve", "--http", "--db", str(tmp_path / "h.db")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert out.returncode == 2
     assert "CLAWVM_TOKEN" in out.stderr

@@ -60,9 +60,17 @@ async def _racer(client: Client, name: str, tally: Tally, start_versions: dict[s
         page, session = (PROJECT_PAGE, own_session) if k % 2 == 0 else (SESSION_PAGE, SHARED_SESSION)
         base = seen[page]
         content = f"{name}:{k}"
-        result = await client.call_tool("page_write", {
-            "session_id": session, "page_id": page, "op": "set", "content": content, "base_version": base,
-            "provenance": PROV})
+        result = await client.call_tool(
+            "page_write",
+            {
+                "session_id": session,
+                "page_id": page,
+                "op": "set",
+                "content": content,
+                "base_version": base,
+                "provenance": PROV,
+            },
+        )
         tally.attempts += 1
         if result.is_error or result.structured_content is None:
             tally.errors.append(error_text(result))
@@ -86,11 +94,27 @@ async def test_processes_and_clients_race_set_with_base_version(tmp_path: Path) 
     db = tmp_path / "race.db"
     async with Client(stdio_params(db)) as setup:
         await call(setup, "session_start", session_id="race-setup", project_id=PROJECT)
-        made = await call(setup, "page_write", session_id="race-setup", page_id=PROJECT_PAGE, op="create",
-                          type="preference", content="start", provenance=PROV)
+        made = await call(
+            setup,
+            "page_write",
+            session_id="race-setup",
+            page_id=PROJECT_PAGE,
+            op="create",
+            type="preference",
+            content="start",
+            provenance=PROV,
+        )
         await call(setup, "session_start", session_id=SHARED_SESSION, project_id=PROJECT)
-        made2 = await call(setup, "page_write", session_id=SHARED_SESSION, page_id=SESSION_PAGE, op="create",
-                           type="conversation", content="start", provenance=PROV)
+        made2 = await call(
+            setup,
+            "page_write",
+            session_id=SHARED_SESSION,
+            page_id=SESSION_PAGE,
+            op="create",
+            type="conversation",
+            content="start",
+            provenance=PROV,
+        )
     start_versions = {PROJECT_PAGE: made["version"], SESSION_PAGE: made2["version"]}
 
     servers: list[HttpServer] = []
@@ -100,8 +124,11 @@ async def test_processes_and_clients_race_set_with_base_version(tmp_path: Path) 
         async with AsyncExitStack() as stack:
             stdio_client = await stack.enter_async_context(Client(stdio_params(db)))
             racers: list[tuple[Client, str]] = [(stdio_client, f"s0c{j}") for j in range(2)]
-            racers += [(await stack.enter_async_context(server.client()), f"h{i}c{j}")
-                       for i, server in enumerate(servers) for j in range(2)]
+            racers += [
+                (await stack.enter_async_context(server.client()), f"h{i}c{j}")
+                for i, server in enumerate(servers)
+                for j in range(2)
+            ]
             async with anyio.create_task_group() as tg:
                 for client, name in racers:
                     tg.start_soon(_racer, client, name, tally, start_versions)
@@ -118,20 +145,26 @@ async def test_processes_and_clients_race_set_with_base_version(tmp_path: Path) 
         for page, ns in ((PROJECT_PAGE, f"p:{PROJECT}"), (SESSION_PAGE, f"s:{SHARED_SESSION}")):
             wins = sorted(tally.wins[page])
             versions = [v for v, _ in wins]
-            row = conn.execute("SELECT version, body FROM pages WHERE namespace = ? AND page_id = ?",
-                               (ns, page)).fetchone()
+            row = conn.execute(
+                "SELECT version, body FROM pages WHERE namespace = ? AND page_id = ?", (ns, page)
+            ).fetchone()
             final = int(row["version"])
             assert len(set(versions)) == len(versions), "two writers won the same version"
             assert versions == list(range(start_versions[page] + 1, final + 1)), "a version has no known winner"
             assert f'"content":"{wins[-1][1]}"' in row["body"], "the last winner's content is not the page's"
-            counts = dict(conn.execute(
-                "SELECT status, count(*) FROM journal WHERE namespace = ? AND page_id = ? GROUP BY status",
-                (ns, page)).fetchall())
+            counts = dict(
+                conn.execute(
+                    "SELECT status, count(*) FROM journal WHERE namespace = ? AND page_id = ? GROUP BY status",
+                    (ns, page),
+                ).fetchall()
+            )
             assert counts.get("committed") == 1 + len(wins)  # the create plus every win
             assert counts.get("rejected") == tally.losses[page]
             assert set(counts) <= {"committed", "rejected"}
     won = sum(len(w) for w in tally.wins.values())
-    print(f"\nrace figures: processes 3, racers 6, attempts {tally.attempts}, won {won}, "
-          f"lost races {sum(tally.losses.values())}, errors 0, items lost 0")
+    print(
+        f"\nrace figures: processes 3, racers 6, attempts {tally.attempts}, won {won}, "
+        f"lost races {sum(tally.losses.values())}, errors 0, items lost 0"
+    )
     assert won + sum(tally.losses.values()) == tally.attempts
     assert sum(tally.losses.values()) > 0, "no race was ever lost: the test did not race"

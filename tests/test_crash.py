@@ -131,8 +131,10 @@ def verify_store(db: Path, ledger: Ledger) -> None:
         else:
             assert row["status"] == "rejected", (ack, row)
     for page_id, (version, body) in pages.items():
-        rows = sorted((r for r in journal.values() if r["page_id"] == page_id and r["status"] == "committed"),
-                      key=lambda r: (r["version"], r["txn_id"]))
+        rows = sorted(
+            (r for r in journal.values() if r["page_id"] == page_id and r["status"] == "committed"),
+            key=lambda r: (r["version"], r["txn_id"]),
+        )
         assert body["version"] == version
         assert {r["version"] for r in rows} == set(range(1, version + 1)), f"{page_id}: versions vs journal"
         assert body["content"] == _replay(rows), f"{page_id}: page content disagrees with its committed journal"
@@ -141,16 +143,28 @@ def verify_store(db: Path, ledger: Ledger) -> None:
             assert row["page_id"] in pages and row["version"] <= pages[row["page_id"]][0], row
 
 
-async def _write(client: Client, ledger: Ledger, rng: random.Random, round_no: int, i: int,
-                 known: dict[str, int], staged_pages: set[str]) -> bool:
+async def _write(
+    client: Client,
+    ledger: Ledger,
+    rng: random.Random,
+    round_no: int,
+    i: int,
+    known: dict[str, int],
+    staged_pages: set[str],
+) -> bool:
     """One random operation; False once the server is gone."""
     token = f"r{round_no}-o{i}-{rng.randrange(10**6)}"
     roll = rng.random()
     missing = [p for p in PAGES if p not in known]
     args: dict[str, Any] = {"session_id": SESSION, "provenance": PROV}
     if missing and roll < 0.3:
-        args |= {"page_id": missing[0], "op": "create", "type": "conversation", "content": token,
-                 "commit": "boundary" if rng.random() < 0.2 else "now"}
+        args |= {
+            "page_id": missing[0],
+            "op": "create",
+            "type": "conversation",
+            "content": token,
+            "commit": "boundary" if rng.random() < 0.2 else "now",
+        }
     elif roll < 0.12 and staged_pages:
         try:
             await client.call_tool("lifecycle", {"session_id": SESSION, "event": rng.choice(["flush", "compaction"])})
@@ -167,11 +181,20 @@ async def _write(client: Client, ledger: Ledger, rng: random.Random, round_no: i
         sc = read.structured_content or {}
         if sc.get("outcome") != "hit":
             return True
-        args |= {"page_id": page_id, "op": "set", "content": f"{token}\nreplaced", "base_version":
-                 sc["page"]["version"], "commit": "now" if page_id not in staged_pages else "boundary"}
+        args |= {
+            "page_id": page_id,
+            "op": "set",
+            "content": f"{token}\nreplaced",
+            "base_version": sc["page"]["version"],
+            "commit": "now" if page_id not in staged_pages else "boundary",
+        }
     elif known:
-        args |= {"page_id": rng.choice(sorted(known)), "op": "append", "content": token,
-                 "commit": "boundary" if rng.random() < 0.35 else "now"}
+        args |= {
+            "page_id": rng.choice(sorted(known)),
+            "op": "append",
+            "content": token,
+            "commit": "boundary" if rng.random() < 0.35 else "now",
+        }
     else:
         return True
     try:
@@ -229,15 +252,24 @@ async def _round(db: Path, tmp: Path, ledger: Ledger, rng: random.Random, round_
                     if boundary_bias and known and rng.random() < 0.5:
                         page_id = rng.choice(sorted(known))
                         try:
-                            result = await client.call_tool("page_write", {
-                                "session_id": SESSION, "page_id": page_id, "op": "append", "provenance": PROV,
-                                "content": f"r{round_no}-b{i}", "commit": "boundary"})
+                            result = await client.call_tool(
+                                "page_write",
+                                {
+                                    "session_id": SESSION,
+                                    "page_id": page_id,
+                                    "op": "append",
+                                    "provenance": PROV,
+                                    "content": f"r{round_no}-b{i}",
+                                    "commit": "boundary",
+                                },
+                            )
                         except Exception:
                             ledger.unacked += 1
                             break
                         sc = result.structured_content or {}
-                        ledger.acks.append(Ack(sc["txn_id"], sc["status"], sc["version"], page_id, "append",
-                                               f"r{round_no}-b{i}"))
+                        ledger.acks.append(
+                            Ack(sc["txn_id"], sc["status"], sc["version"], page_id, "append", f"r{round_no}-b{i}")
+                        )
                         staged_pages.add(page_id)
                         continue
                     if not await _write(client, ledger, rng, round_no, i, known, staged_pages):
@@ -301,11 +333,13 @@ async def test_sigkill_at_random_points_loses_nothing(tmp_path: Path) -> None:
     staged_acks = [a for a in ledger.acks if a.status == "staged"]
     committed_acks = [a for a in ledger.acks if a.status == "committed"]
     kills = ledger.kills_injected + ledger.kills_external
-    print(f"\ncrash figures: kill points {kills} (injected {ledger.kills_injected}, external "
-          f"{ledger.kills_external}, by mode {dict(sorted(ledger.by_mode.items()))}); acknowledged writes "
-          f"{len(ledger.acks)} (committed {len(committed_acks)}, staged {len(staged_acks)}); in flight at kill "
-          f"{ledger.unacked}; settled on restart {ledger.settled_committed} committed, {ledger.settled_rejected} "
-          f"rejected; journal {statuses}; lost 0")
+    print(
+        f"\ncrash figures: kill points {kills} (injected {ledger.kills_injected}, external "
+        f"{ledger.kills_external}, by mode {dict(sorted(ledger.by_mode.items()))}); acknowledged writes "
+        f"{len(ledger.acks)} (committed {len(committed_acks)}, staged {len(staged_acks)}); in flight at kill "
+        f"{ledger.unacked}; settled on restart {ledger.settled_committed} committed, {ledger.settled_rejected} "
+        f"rejected; journal {statuses}; lost 0"
+    )
     assert kills >= 20
     assert ledger.kills_injected >= 12, ledger.by_mode  # the deterministic points really fired
     assert staged_acks and committed_acks
@@ -321,16 +355,50 @@ async def test_staged_set_after_staged_append_survives_a_kill(tmp_path: Path) ->
     db, pidfile = tmp_path / "s.db", tmp_path / "pid"
     async with Client(stdio_params(db, pidfile=pidfile)) as client:
         await call(client, "session_start", session_id=SESSION)
-        created = await call(client, "page_write", session_id=SESSION, page_id="conv/0", op="create",
-                             type="conversation", content="one", provenance=PROV)
+        created = await call(
+            client,
+            "page_write",
+            session_id=SESSION,
+            page_id="conv/0",
+            op="create",
+            type="conversation",
+            content="one",
+            provenance=PROV,
+        )
         base = created["version"]
         staged = [
-            await call(client, "page_write", session_id=SESSION, page_id="conv/0", op="append", content="two",
-                       provenance=PROV, commit="boundary"),
-            await call(client, "page_write", session_id=SESSION, page_id="conv/0", op="set", content="three",
-                       base_version=base, provenance=PROV, commit="boundary"),
-            await call(client, "page_write", session_id=SESSION, page_id="conv/1", op="create",
-                       type="conversation", content="four", provenance=PROV, commit="boundary"),
+            await call(
+                client,
+                "page_write",
+                session_id=SESSION,
+                page_id="conv/0",
+                op="append",
+                content="two",
+                provenance=PROV,
+                commit="boundary",
+            ),
+            await call(
+                client,
+                "page_write",
+                session_id=SESSION,
+                page_id="conv/0",
+                op="set",
+                content="three",
+                base_version=base,
+                provenance=PROV,
+                commit="boundary",
+            ),
+            await call(
+                client,
+                "page_write",
+                session_id=SESSION,
+                page_id="conv/1",
+                op="create",
+                type="conversation",
+                content="four",
+                provenance=PROV,
+                commit="boundary",
+            ),
         ]
         assert [s["status"] for s in staged] == ["staged"] * 3
         pid = read_pid(pidfile)

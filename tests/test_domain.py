@@ -71,10 +71,12 @@ def test_representations_are_deterministic_and_ordered() -> None:
     counter = TokenCounter()
     content = "Build log\n" + "\n".join(f"step {i}: compiled module_{i}.py ok" for i in range(60))
     fields = derive_fields("evidence", "ev/build", content)
-    reps1 = build_representations(counter, page_id="ev/build", page_type="evidence", version=3, title="Build log",
-                                  content=content, fields=fields)
-    reps2 = build_representations(counter, page_id="ev/build", page_type="evidence", version=3, title="Build log",
-                                  content=content, fields=fields)
+    reps1 = build_representations(
+        counter, page_id="ev/build", page_type="evidence", version=3, title="Build log", content=content, fields=fields
+    )
+    reps2 = build_representations(
+        counter, page_id="ev/build", page_type="evidence", version=3, title="Build log", content=content, fields=fields
+    )
     assert reps1 == reps2
     assert reps1[Fidelity.COMPRESSED].tokens * 3 <= reps1[Fidelity.FULL].tokens + 3
     assert reps1[Fidelity.POINTER].text.startswith("[page ev/build evidence v3: Build log — ")
@@ -95,8 +97,11 @@ def test_compress_collapses_repeats_and_keeps_head_and_tail() -> None:
     [
         ("bootstrap", "# Rules\n- a\n- b", {"title": "Rules", "rules": ["a", "b"]}),
         ("constraint", "Never touch prod", {"rule": "Never touch prod", "applies_to": "*"}),
-        ("plan", "Ship\n- [x] a\n- [ ] b\n- [ ] c",
-         {"goal": "Ship", "current_step": "b", "steps_done": ["a"], "steps_left": ["b", "c"]}),
+        (
+            "plan",
+            "Ship\n- [x] a\n- [ ] b\n- [ ] c",
+            {"goal": "Ship", "current_step": "b", "steps_done": ["a"], "steps_left": ["b", "c"]},
+        ),
         ("preference", "editor: vim", {"key": "editor", "value": "vim", "scope_note": ""}),
     ],
 )
@@ -164,8 +169,9 @@ async def test_engine_flush_miss_only_without_writeback(tmp_path: Path) -> None:
 
 @pytest.mark.anyio
 async def test_engine_post_compaction_bootstrap_without_auto_pin(tmp_path: Path) -> None:
-    baseline = EnginePolicy(name="no-pin", selector=SelectorPolicy(auto_pin_hard=False, prefetch_pointer=False,
-                                                                   upgrade_mode="none"))
+    baseline = EnginePolicy(
+        name="no-pin", selector=SelectorPolicy(auto_pin_hard=False, prefetch_pointer=False, upgrade_mode="none")
+    )
     engine = await _engine(tmp_path, baseline)
     await engine.session_start("s", bootstrap=[PageInput("rules", "# R\n- x")])
     await engine.lifecycle("s", "compaction")
@@ -179,8 +185,11 @@ async def test_engine_post_compaction_bootstrap_without_auto_pin(tmp_path: Path)
 
 @pytest.mark.anyio
 async def test_engine_duplicate_tool_when_result_unresolvable(tmp_path: Path) -> None:
-    retrieval = EnginePolicy(name="retrieval", pointer_resolution=False,
-                             selector=SelectorPolicy(auto_pin_hard=False, prefetch_pointer=False, upgrade_mode="none"))
+    retrieval = EnginePolicy(
+        name="retrieval",
+        pointer_resolution=False,
+        selector=SelectorPolicy(auto_pin_hard=False, prefetch_pointer=False, upgrade_mode="none"),
+    )
     engine = await _engine(tmp_path, retrieval)
     await engine.session_start("s")
     first = await engine.tool_execute("s", "grep", {"q": "x"}, "a.py: x")

@@ -42,9 +42,12 @@ def load_adapter() -> ModuleType:
 
 def console_script() -> str:
     """The installed ``clawvm-mcp`` (what the hooks and configs call by name)."""
-    found = shutil.which("clawvm-mcp", path=os.pathsep.join([sysconfig.get_path("scripts"),
-                                                             str(Path(sys.executable).parent),
-                                                             os.environ.get("PATH", "")]))
+    found = shutil.which(
+        "clawvm-mcp",
+        path=os.pathsep.join(
+            [sysconfig.get_path("scripts"), str(Path(sys.executable).parent), os.environ.get("PATH", "")]
+        ),
+    )
     assert found is not None, "clawvm-mcp is not installed as a console script (pip install -e .)"
     return found
 
@@ -70,7 +73,10 @@ async def test_demo_agent_loop_through_a_real_stdio_client(tmp_path: Path) -> No
     assert stats["faults_total"] == 0 and stats["duplicate_signature"] == 2
     assert stats["journal"] == {"committed": 6}
     assert summary["plan"].splitlines() == [
-        "Fix the greeting", "- [x] read app.py", "- [ ] read render.py", "- [ ] patch render.py",
+        "Fix the greeting",
+        "- [x] read app.py",
+        "- [ ] read render.py",
+        "- [ ] patch render.py",
         "- [x] patch render.py",
     ]
     assert lines[0] == "session demo: 1 pages, budget 1200"
@@ -85,8 +91,13 @@ async def test_adapter_surfaces_server_refusals(tmp_path: Path) -> None:
 
 
 def test_demo_script_runs_standalone(tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, str(EXAMPLES / "harness_adapter.py"), "--db", str(tmp_path / "d.db")],
-                          capture_output=True, text=True, timeout=120, check=False)
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / "harness_adapter.py"), "--db", str(tmp_path / "d.db")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     assert "tools actually run: 2 of 4 calls" in done.stdout
     assert "prompt after compaction has the rules: True" in done.stdout
@@ -104,26 +115,41 @@ def hooks() -> dict[str, list[dict[str, Any]]]:
 
 def hook_commands(event: str, matcher: str | None = None) -> list[str]:
     groups = hooks()[event]
-    return [h["command"] for g in groups if matcher is None or matcher in g.get("matcher", "").split("|")
-            for h in g["hooks"]]
+    return [
+        h["command"]
+        for g in groups
+        if matcher is None or matcher in g.get("matcher", "").split("|")
+        for h in g["hooks"]
+    ]
 
 
 def test_hooks_cover_the_harness_boundaries() -> None:
     assert set(hooks()) == HOOK_EVENTS
     assert all(h["type"] == "command" for groups in hooks().values() for g in groups for h in g["hooks"])
-    expected = {("PreCompact", None): "compaction", ("Stop", None): "turn_end", ("SessionEnd", None): "session_end",
-                ("SessionStart", "clear"): "reset"}
+    expected = {
+        ("PreCompact", None): "compaction",
+        ("Stop", None): "turn_end",
+        ("SessionEnd", None): "session_end",
+        ("SessionStart", "clear"): "reset",
+    }
     for (event, matcher), lifecycle in expected.items():
         (command,) = hook_commands(event, matcher)
-        assert f"clawvm-mcp lifecycle --session \"${{CLAWVM_SESSION:-claude-code}}\" --event {lifecycle}" in command
+        assert f'clawvm-mcp lifecycle --session "${{CLAWVM_SESSION:-claude-code}}" --event {lifecycle}' in command
     for matcher in ("startup", "resume", "compact"):
         (command,) = hook_commands("SessionStart", matcher)
         assert "context_assemble" in command or "session_start" in command
 
 
 def run_hook(command: str, env: dict[str, str], payload: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["sh", "-c", command], input=json.dumps(payload), capture_output=True, text=True,
-                          env=env, timeout=60, check=False)
+    return subprocess.run(
+        ["sh", "-c", command],
+        input=json.dumps(payload),
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
 
 
 async def session_state(db: Path, session_id: str) -> tuple[int, bool, int]:
@@ -141,8 +167,13 @@ def test_hooks_run_the_lifecycle_cli_and_fail_open(tmp_path: Path) -> None:
     settings = load_json(CLAUDE_CODE / ".claude" / "settings.json")
     session = settings["env"]["CLAWVM_SESSION"]
     scripts = str(Path(console_script()).parent)
-    env = {**os.environ, **settings["env"], "PATH": scripts + os.pathsep + os.environ.get("PATH", ""),
-           "CLAWVM_DB": str(db), "CLAWVM_LOG": "WARNING"}
+    env = {
+        **os.environ,
+        **settings["env"],
+        "PATH": scripts + os.pathsep + os.environ.get("PATH", ""),
+        "CLAWVM_DB": str(db),
+        "CLAWVM_LOG": "WARNING",
+    }
     payload = {"session_id": "0b9d3f2e", "hook_event_name": "Stop", "cwd": str(tmp_path)}
 
     # before the model ever called session_start: every hook exits 0 (a Stop hook exiting 2 would block Claude)
@@ -157,8 +188,17 @@ def test_hooks_run_the_lifecycle_cli_and_fail_open(tmp_path: Path) -> None:
         try:
             engine = ClawVMEngine(store)
             await engine.session_start(session)
-            await engine.write(session, WriteRequest("create", "plan/main", Provenance("model", "ext:chat", 0), "plan",
-                                                     "Ship it\n- [ ] tests", commit="boundary"))
+            await engine.write(
+                session,
+                WriteRequest(
+                    "create",
+                    "plan/main",
+                    Provenance("model", "ext:chat", 0),
+                    "plan",
+                    "Ship it\n- [ ] tests",
+                    commit="boundary",
+                ),
+            )
         finally:
             await store.close()
 

@@ -18,13 +18,24 @@ from tests.support.harness import PROV, HttpServer, call, child_env, db_fingerpr
 pytestmark = pytest.mark.anyio
 TOKEN = "correct-horse-battery-staple"
 INIT: dict[str, Any] = {
-    "jsonrpc": "2.0", "id": 1, "method": "initialize",
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
     "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}},
 }
-WRITE_ARGS: dict[str, Any] = {"session_id": "h1", "page_id": "conv/x", "op": "create", "type": "conversation",
-                              "content": "intruder", "provenance": PROV}
+WRITE_ARGS: dict[str, Any] = {
+    "session_id": "h1",
+    "page_id": "conv/x",
+    "op": "create",
+    "type": "conversation",
+    "content": "intruder",
+    "provenance": PROV,
+}
 WRITE: dict[str, Any] = {
-    "jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "page_write", "arguments": WRITE_ARGS},
+    "jsonrpc": "2.0",
+    "id": 2,
+    "method": "tools/call",
+    "params": {"name": "page_write", "arguments": WRITE_ARGS},
 }
 
 
@@ -47,8 +58,9 @@ def _db(server: HttpServer) -> Path:
     return server.log.parent / "http.db"
 
 
-def post(server: HttpServer, body: bytes | dict[str, Any], headers: dict[str, str] | None = None,
-         method: str = "POST") -> tuple[int, dict[str, str], bytes]:
+def post(
+    server: HttpServer, body: bytes | dict[str, Any], headers: dict[str, str] | None = None, method: str = "POST"
+) -> tuple[int, dict[str, str], bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
     hdrs = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
@@ -76,8 +88,9 @@ BAD_AUTH = [
 
 
 @pytest.mark.parametrize("headers", BAD_AUTH, ids=[str(i) for i in range(len(BAD_AUTH))])
-def test_requests_without_the_bearer_token_get_401_and_write_nothing(server: HttpServer,
-                                                                     headers: dict[str, str]) -> None:
+def test_requests_without_the_bearer_token_get_401_and_write_nothing(
+    server: HttpServer, headers: dict[str, str]
+) -> None:
     db = _db(server)
     before = db_fingerprint(db)
     for body in (INIT, WRITE):
@@ -96,13 +109,22 @@ def test_the_right_token_is_let_in(server: HttpServer) -> None:
     assert b"clawvm-mcp" in payload
 
 
-@pytest.mark.parametrize("host", ["evil.example", "evil.example:{port}", "127.0.0.1.nip.io:{port}",
-                                  "attacker.test:80", "localhost.evil.example:{port}"])
+@pytest.mark.parametrize(
+    "host",
+    [
+        "evil.example",
+        "evil.example:{port}",
+        "127.0.0.1.nip.io:{port}",
+        "attacker.test:80",
+        "localhost.evil.example:{port}",
+    ],
+)
 def test_dns_rebinding_host_headers_are_refused(server: HttpServer, host: str) -> None:
     db = _db(server)
     before = db_fingerprint(db)
-    status, _, payload = post(server, WRITE, {"Authorization": f"Bearer {TOKEN}",
-                                              "Host": host.format(port=server.port)})
+    status, _, payload = post(
+        server, WRITE, {"Authorization": f"Bearer {TOKEN}", "Host": host.format(port=server.port)}
+    )
     assert status == 421, payload  # the SDK's DNS-rebinding protection: Misdirected Request
     assert b"Invalid Host header" in payload
     assert db_fingerprint(db) == before
@@ -150,8 +172,16 @@ def test_server_binds_loopback_only(server: HttpServer) -> None:
 async def test_mcp_client_with_the_token_works_and_without_it_fails(server: HttpServer) -> None:
     async with server.client() as client:
         await call(client, "session_start", session_id="h-ok")
-        out = await call(client, "page_write", session_id="h-ok", page_id="conv/a", op="create",
-                         type="conversation", content="over http", provenance=PROV)
+        out = await call(
+            client,
+            "page_write",
+            session_id="h-ok",
+            page_id="conv/a",
+            op="create",
+            type="conversation",
+            content="over http",
+            provenance=PROV,
+        )
         assert out["status"] == "committed"
         read = await call(client, "page_read", session_id="h-ok", page_id="conv/a")
         assert read["page"]["text"] == "over http"
@@ -163,9 +193,14 @@ async def test_mcp_client_with_the_token_works_and_without_it_fails(server: Http
 def test_http_without_a_token_refuses_to_start(tmp_path: Path) -> None:
     env = child_env()
     env.pop("CLAWVM_TOKEN", None)
-    run = subprocess.run([sys.executable, "-m", "clawvm_mcp", "serve", "--http", "--db", str(tmp_path / "t.db"),
-                          "--port", "1"], capture_output=True, text=True, env=env, timeout=60,
-                         stdin=subprocess.DEVNULL)
+    run = subprocess.run(
+        [sys.executable, "-m", "clawvm_mcp", "serve", "--http", "--db", str(tmp_path / "t.db"), "--port", "1"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
     assert run.returncode == 2
     assert "CLAWVM_TOKEN" in run.stderr and "Traceback" not in run.stderr
 

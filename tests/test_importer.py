@@ -95,7 +95,9 @@ def by_id(report: ImportReport) -> dict[str, str]:
 def test_sections_split_at_h1_h2_outside_fences_with_heading_lines() -> None:
     sections = split_sections(AGENTS)
     assert [(s.heading, s.line) for s in sections] == [
-        ("AGENTS.md - Your Workspace", 1), ("Every Session", 5), ("Red Lines", 11),
+        ("AGENTS.md - Your Workspace", 1),
+        ("Every Session", 5),
+        ("Red Lines", 11),
     ]
     assert sections[2].text.startswith("## Red Lines\n- Don't exfiltrate")
     assert "# a comment in a fence, not a heading" in sections[2].text
@@ -105,7 +107,8 @@ def test_sections_split_at_h1_h2_outside_fences_with_heading_lines() -> None:
 def test_intro_text_keeps_its_first_line_and_empty_sections_are_dropped() -> None:
     sections = split_sections("\n\nLoose text first.\n# Title\n\n## Empty\n\n## Full\nbody\n")
     assert [(s.heading, s.line, s.text) for s in sections] == [
-        (None, 3, "Loose text first."), ("Full", 8, "## Full\nbody"),
+        (None, 3, "Loose text first."),
+        ("Full", 8, "## Full\nbody"),
     ]
 
 
@@ -123,15 +126,19 @@ def test_file_types_ids_and_provenance() -> None:
     ]
     user = plan_file("USER.md", USER, "preference")
     assert [p.type for p in user] == ["preference", "preference"]
-    assert user[1].fields == {"key": "Communication", "value": "Short answers. No emojis.",
-                              "scope_note": "imported from USER.md"}
+    assert user[1].fields == {
+        "key": "Communication",
+        "value": "Short answers. No emojis.",
+        "scope_note": "imported from USER.md",
+    }
     assert user[0].fields is not None and user[0].fields["value"] == "Name: Ada Timezone: Europe/Berlin"
 
 
 def test_memory_sections_split_into_constraints_and_preferences() -> None:
     pages = plan_file("MEMORY.md", MEMORY, "memory")
     assert [(p.page_id, p.type) for p in pages] == [
-        ("ws/memory/deploy-rules", "constraint"), ("ws/memory/projects", "preference"),
+        ("ws/memory/deploy-rules", "constraint"),
+        ("ws/memory/projects", "preference"),
     ]
     assert pages[0].fields is None  # a constraint's rule/applies_to derive from its text
 
@@ -200,9 +207,11 @@ async def test_a_moved_section_gets_its_new_line(engine: ClawVMEngine, workspace
 
 async def test_memory_section_changing_type_is_retyped(engine: ClawVMEngine, workspace: Path) -> None:
     await import_workspace(engine, "s1", workspace)
-    swapped = MEMORY.replace("## Deploy rules", "## Deploy notes").replace(
-        "- never deploy on Fridays\n- always run", "- deploys happen on Tuesdays\n- the dry-run"
-    ).replace("## Projects", "## Project rules")
+    swapped = (
+        MEMORY.replace("## Deploy rules", "## Deploy notes")
+        .replace("- never deploy on Fridays\n- always run", "- deploys happen on Tuesdays\n- the dry-run")
+        .replace("## Projects", "## Project rules")
+    )
     (workspace / "MEMORY.md").write_text(swapped, encoding="utf-8")
     report = await import_workspace(engine, "s1", workspace)
     actions = by_id(report)
@@ -210,8 +219,9 @@ async def test_memory_section_changing_type_is_retyped(engine: ClawVMEngine, wor
     assert actions["ws/memory/project-rules"] == "created"
     assert report.stale == ["ws/memory/deploy-rules", "ws/memory/projects"]
 
-    (workspace / "MEMORY.md").write_text(MEMORY.replace("- likes tea", "- never push on main\n- always rebase"),
-                                         encoding="utf-8")
+    (workspace / "MEMORY.md").write_text(
+        MEMORY.replace("- likes tea", "- never push on main\n- always rebase"), encoding="utf-8"
+    )
     report = await import_workspace(engine, "s1", workspace)
     assert by_id(report)["ws/memory/projects"] == "retyped"
     page = engine.state_of("s1").pages["ws/memory/projects"]
@@ -223,8 +233,9 @@ async def test_a_constraint_becoming_a_preference_is_unpinned_first(engine: Claw
     (workspace / "MEMORY.md").write_text(rules, encoding="utf-8")
     await import_workspace(engine, "s1", workspace)
     assert engine.state_of("s1").pages["ws/memory/habits"].type == "constraint"
-    (workspace / "MEMORY.md").write_text(rules.replace("- never deploy late\n- always pair", "- tea at four"),
-                                         encoding="utf-8")
+    (workspace / "MEMORY.md").write_text(
+        rules.replace("- never deploy late\n- always pair", "- tea at four"), encoding="utf-8"
+    )
     report = await import_workspace(engine, "s1", workspace)
     assert by_id(report)["ws/memory/habits"] == "retyped"
     page = engine.state_of("s1").pages["ws/memory/habits"]
@@ -253,8 +264,17 @@ async def test_floors_over_the_budget_are_rejected_with_reasons(engine: ClawVMEn
 
 async def test_a_bootstrap_page_is_never_retyped(engine: ClawVMEngine, workspace: Path) -> None:
     await engine.session_start("s1")
-    await engine.write("s1", WriteRequest("create", "ws/user/communication", Provenance("user", "ext:chat", 0),
-                                          "bootstrap", "# Talk\n- be brief", scope="project"))
+    await engine.write(
+        "s1",
+        WriteRequest(
+            "create",
+            "ws/user/communication",
+            Provenance("user", "ext:chat", 0),
+            "bootstrap",
+            "# Talk\n- be brief",
+            scope="project",
+        ),
+    )
     report = await import_workspace(engine, "s1", workspace)
     (page,) = [p for p in report.pages if p.page_id == "ws/user/communication"]
     assert page.action == "rejected" and "bootstrap page" in page.reasons[0]

@@ -31,8 +31,9 @@ async def build(db: Path) -> None:
         engine = ClawVMEngine(store, config=lossy)
         await engine.session_start("s1", budget=600)
         await engine.write("s1", WriteRequest("create", "rules", PROV, "bootstrap", RULES))
-        await engine.write("s1", WriteRequest("create", "plan/main", PROV, "plan",
-                                              "Ship <v1> & more\n- [x] design\n- [ ] importer"))
+        await engine.write(
+            "s1", WriteRequest("create", "plan/main", PROV, "plan", "Ship <v1> & more\n- [x] design\n- [ ] importer")
+        )
         await engine.tool_execute("s1", "read_file", {"path": "a.py"}, "def f():\n    return 1\n" * 30)
         await engine.write("s1", WriteRequest("set", "plan/main", PROV, content="no base version"))
         await engine.write("s1", WriteRequest("append", "plan/main", PROV, content="- [ ] lost", commit="boundary"))
@@ -59,8 +60,11 @@ async def db(tmp_path: Path) -> Path:
 async def test_terminal_report_has_pages_levels_journal_and_faults(db: Path) -> None:
     text = await inspect_session(db, "s1")
     assert text.startswith("clawvm-mcp session report  session s1  project default  principal local  turn 1")
-    rows = {ln.split("│")[1].strip(): [c.strip() for c in ln.split("│")[1:-1]]
-            for ln in text.splitlines() if ln.startswith("│ ")}
+    rows = {
+        ln.split("│")[1].strip(): [c.strip() for c in ln.split("│")[1:-1]]
+        for ln in text.splitlines()
+        if ln.startswith("│ ")
+    }
     assert rows["rules"][:7] == ["rules", "bootstrap", "project", "hard", "structured", "v1", "full"]
     assert rows["plan/main"][9] == "1"  # one staged write not yet committed
     assert rows["flush_miss"] == ["flush_miss", "1"] and rows["refetch"] == ["refetch", "0"]

@@ -63,8 +63,13 @@ async def test_page_size_limit_is_64_kib_in_bytes(client: Client, db: Path) -> N
         {"page_id": "conv/exact", "op": "set", "content": "z" * (MAX_PAGE_BYTES + 1), "base_version": 1},
         {"page_id": "conv/exact", "op": "merge", "fields": {"gist": "g" * 10}},
         # fields count too: a small content cannot smuggle a huge structured form
-        {"page_id": "conv/fields", "op": "create", "type": "conversation", "content": "x",
-         "fields": {"gist": "g" * (MAX_PAGE_BYTES + 1)}},
+        {
+            "page_id": "conv/fields",
+            "op": "create",
+            "type": "conversation",
+            "content": "x",
+            "fields": {"gist": "g" * (MAX_PAGE_BYTES + 1)},
+        },
         {"page_id": "conv/exact", "op": "append", "content": "y", "commit": "boundary"},
     ]
     for args in over:
@@ -76,7 +81,9 @@ async def test_page_size_limit_is_64_kib_in_bytes(client: Client, db: Path) -> N
 
 async def test_staged_appends_count_toward_the_page_size(client: Client) -> None:
     half = MAX_PAGE_BYTES // 2
-    assert (await write(client, page_id="conv/a", op="create", type="conversation", content="x"))["status"] == "committed"
+    assert (await write(client, page_id="conv/a", op="create", type="conversation", content="x"))[
+        "status"
+    ] == "committed"
     first = await write(client, page_id="conv/a", op="append", content="y" * half, commit="boundary")
     assert first["status"] == "staged"
     _size_reason(await write(client, page_id="conv/a", op="append", content="z" * half, commit="boundary"))
@@ -86,8 +93,9 @@ async def test_staged_appends_count_toward_the_page_size(client: Client) -> None
 
 async def test_tool_result_over_the_page_limit_is_a_clear_error(client: Client, db: Path) -> None:
     before = db_fingerprint(db)
-    text = await call_error(client, "tool_execute", session_id="s", tool="cat", args={"path": "big.log"},
-                            result="r" * (MAX_PAGE_BYTES + 1))
+    text = await call_error(
+        client, "tool_execute", session_id="s", tool="cat", args={"path": "big.log"}, result="r" * (MAX_PAGE_BYTES + 1)
+    )
     assert f"evidence pages hold at most {MAX_PAGE_BYTES}" in text and "summary" in text
     assert db_fingerprint(db) == before
 
@@ -98,8 +106,9 @@ async def test_session_page_limit(client: Client, db: Path) -> None:
         assert out["status"] == "committed"
     before = db_fingerprint(db, skip_rejected=True)
     for commit in ("now", "boundary"):
-        out = await write(client, page_id="conv/extra", op="create", type="conversation", content="one too many",
-                          commit=commit)
+        out = await write(
+            client, page_id="conv/extra", op="create", type="conversation", content="one too many", commit=commit
+        )
         assert out["status"] == "rejected"
         assert [r["detail"] for r in out["reasons"]] == [f"session page limit of {PAGE_LIMIT} reached"]
     text = await call_error(client, "tool_execute", session_id="s", tool="ls", args={}, result="a b c")
@@ -109,14 +118,16 @@ async def test_session_page_limit(client: Client, db: Path) -> None:
     gone = await write(client, page_id="conv/0", op="delete", base_version=1)
     assert gone["status"] == "committed"
     assert (await write(client, page_id="conv/extra", op="create", type="conversation", content="fits"))[
-        "status"] == "committed"
+        "status"
+    ] == "committed"
 
 
 async def test_staged_creates_count_toward_the_session_page_limit(client: Client, db: Path) -> None:
     statuses = []
     for i in range(PAGE_LIMIT + 2):
-        out = await write(client, page_id=f"conv/{i}", op="create", type="conversation", content=f"p{i}",
-                          commit="boundary")
+        out = await write(
+            client, page_id=f"conv/{i}", op="create", type="conversation", content=f"p{i}", commit="boundary"
+        )
         statuses.append(out["status"])
     assert statuses == ["staged"] * PAGE_LIMIT + ["rejected"] * 2
     flushed = await call(client, "lifecycle", session_id="s", event="flush")
@@ -128,15 +139,16 @@ async def test_budgets_out_of_range_are_clear_errors(client: Client, db: Path) -
     before = db_fingerprint(db)
     assert "budget" in await call_error(client, "session_start", session_id="s2", budget=0)
     assert "budget" in await call_error(client, "session_start", session_id="s2", budget=-5)
-    assert "budget must be between 1 and" in await call_error(client, "session_start", session_id="s2",
-                                                                budget=10**12)
+    assert "budget must be between 1 and" in await call_error(client, "session_start", session_id="s2", budget=10**12)
     assert "budget" in await call_error(client, "context_assemble", session_id="s", budget=-1)
     assert db_fingerprint(db) == before
 
 
 async def test_budget_below_the_hard_pinned_floor_reports_physical_insufficiency(db: Path) -> None:
-    rules = [{"page_id": f"rules/{i}", "content": f"Rule {i}: " + "always check the deploy target twice. " * 8}
-             for i in range(3)]
+    rules = [
+        {"page_id": f"rules/{i}", "content": f"Rule {i}: " + "always check the deploy target twice. " * 8}
+        for i in range(3)
+    ]
     async with Client(create_server(ServerConfig(db=db))) as client:
         started = await call(client, "session_start", session_id="floor", budget=2000, bootstrap=rules)
         assert all(b["status"] == "committed" for b in started["bootstrap"])
@@ -161,8 +173,17 @@ async def test_budget_below_the_hard_pinned_floor_reports_physical_insufficiency
 async def test_hard_pin_whose_floor_exceeds_the_budget_is_an_invariant_violation(db: Path) -> None:
     async with Client(create_server(ServerConfig(db=db))) as client:
         await call(client, "session_start", session_id="tight", budget=20)
-        out = await call(client, "page_write", session_id="tight", page_id="rules/big", op="create",
-                         type="constraint", content="Never deploy on Fridays. " * 40, provenance=PROV, pin="hard")
+        out = await call(
+            client,
+            "page_write",
+            session_id="tight",
+            page_id="rules/big",
+            op="create",
+            type="constraint",
+            content="Never deploy on Fridays. " * 40,
+            provenance=PROV,
+            pin="hard",
+        )
         assert out["status"] == "rejected"
         assert "INVARIANT_VIOLATION" in {r["code"] for r in out["reasons"]}
         assert any("session budget is 20" in r["detail"] for r in out["reasons"])

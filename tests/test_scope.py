@@ -54,10 +54,26 @@ async def test_session_pages_are_invisible_and_unwritable_to_other_principals(co
     db = tmp_path / "scope.db"
     async with connect("alice") as alice, connect("bob") as bob:
         await call(alice, "session_start", session_id="a1")
-        await call(alice, "page_write", session_id="a1", page_id="conv/secret", op="create", type="conversation",
-                   content=f"the code word is {SECRET}", provenance=PROV)
-        await call(alice, "page_write", session_id="a1", page_id="conv/secret", op="append", content="staged",
-                   provenance=PROV, commit="boundary")
+        await call(
+            alice,
+            "page_write",
+            session_id="a1",
+            page_id="conv/secret",
+            op="create",
+            type="conversation",
+            content=f"the code word is {SECRET}",
+            provenance=PROV,
+        )
+        await call(
+            alice,
+            "page_write",
+            session_id="a1",
+            page_id="conv/secret",
+            op="append",
+            content="staged",
+            provenance=PROV,
+            commit="boundary",
+        )
         before = _rows_of(db, "s:a1")
         journal_before = [r for r in dump_tables(db)["journal"] if r[1] == "a1"]
 
@@ -80,8 +96,12 @@ async def test_session_pages_are_invisible_and_unwritable_to_other_principals(co
         for tool, args in cases:
             text = await call_error(bob, tool, session_id="a1", **args)
             assert "No session 'a1'" in text and "session_start" in text, (tool, text)
-        for uri in ("clawvm://sessions/a1/pages/conv/secret", "clawvm://sessions/a1/journal",
-                    "clawvm://sessions/a1/faults", "clawvm://sessions/a1/context"):
+        for uri in (
+            "clawvm://sessions/a1/pages/conv/secret",
+            "clawvm://sessions/a1/journal",
+            "clawvm://sessions/a1/faults",
+            "clawvm://sessions/a1/context",
+        ):
             with pytest.raises(MCPError):
                 await bob.read_resource(uri)
 
@@ -92,8 +112,16 @@ async def test_session_pages_are_invisible_and_unwritable_to_other_principals(co
         assert (await call(bob, "page_list", session_id="b1"))["outcome"] == "no_match"
         assert SECRET not in (await call(bob, "context_assemble", session_id="b1"))["prompt"]
         # the same page id in his own session is his own page
-        own = await call(bob, "page_write", session_id="b1", page_id="conv/secret", op="create",
-                         type="conversation", content="bob's note", provenance=PROV)
+        own = await call(
+            bob,
+            "page_write",
+            session_id="b1",
+            page_id="conv/secret",
+            op="create",
+            type="conversation",
+            content="bob's note",
+            provenance=PROV,
+        )
         assert (own["status"], own["version"]) == ("committed", 1)
 
         assert _rows_of(db, "s:a1") == before
@@ -108,8 +136,16 @@ async def test_project_pages_need_a_grant(connect: Connect, tmp_path: Path) -> N
     db = tmp_path / "scope.db"
     async with connect("owner") as owner:  # no grants given: the owner of the database writes every project
         await call(owner, "session_start", session_id="o1", project_id="projA")
-        made = await call(owner, "page_write", session_id="o1", page_id="pref/style", op="create",
-                          type="preference", content="tabs, never spaces; style word quokka", provenance=PROV)
+        made = await call(
+            owner,
+            "page_write",
+            session_id="o1",
+            page_id="pref/style",
+            op="create",
+            type="preference",
+            content="tabs, never spaces; style word quokka",
+            provenance=PROV,
+        )
         assert made["status"] == "committed"
     project_rows = _rows_of(db, "p:projA")
     assert len(project_rows) == 1
@@ -135,8 +171,16 @@ async def test_project_pages_need_a_grant(connect: Connect, tmp_path: Path) -> N
         assert pinned["status"] == "rejected" and "SCOPE_DENIED" in {r["code"] for r in pinned["reasons"]}
         assert db_fingerprint(db, skip_rejected=True) == before
         # a read grant still lets the principal keep its own session pages
-        own = await call(reader, "page_write", session_id="r1", page_id="conv/own", op="create",
-                         type="conversation", content="mine", provenance=PROV)
+        own = await call(
+            reader,
+            "page_write",
+            session_id="r1",
+            page_id="conv/own",
+            op="create",
+            type="conversation",
+            content="mine",
+            provenance=PROV,
+        )
         assert own["status"] == "committed"
 
     async with connect("stranger", {"projB": "write"}) as stranger:
@@ -145,20 +189,43 @@ async def test_project_pages_need_a_grant(connect: Connect, tmp_path: Path) -> N
         assert (await call(stranger, "page_list", session_id="x1", scope="project"))["outcome"] == "denied"
         assert (await call(stranger, "recall", session_id="x1", query="quokka"))["outcome"] == "denied"
         assert "quokka" not in (await call(stranger, "context_assemble", session_id="x1"))["prompt"]
-        out = await call(stranger, "page_write", session_id="x1", page_id="pref/other", op="create",
-                         type="preference", content="x", provenance=PROV)
+        out = await call(
+            stranger,
+            "page_write",
+            session_id="x1",
+            page_id="pref/other",
+            op="create",
+            type="preference",
+            content="x",
+            provenance=PROV,
+        )
         assert out["status"] == "rejected" and "SCOPE_DENIED" in {r["code"] for r in out["reasons"]}
         # a grant on another project opens only that project
         await call(stranger, "session_start", session_id="x2", project_id="projB")
-        ok = await call(stranger, "page_write", session_id="x2", page_id="pref/other", op="create",
-                        type="preference", content="projB only", provenance=PROV)
+        ok = await call(
+            stranger,
+            "page_write",
+            session_id="x2",
+            page_id="pref/other",
+            op="create",
+            type="preference",
+            content="projB only",
+            provenance=PROV,
+        )
         assert ok["status"] == "committed"
         assert (await call(stranger, "page_read", session_id="x2", page_id="pref/style"))["outcome"] == "no_match"
 
     async with connect("writer", {"projA": "write"}) as writer:
         await call(writer, "session_start", session_id="w1", project_id="projA")
-        out = await call(writer, "page_write", session_id="w1", page_id="pref/style", op="append",
-                         content="and a final newline", provenance=PROV)
+        out = await call(
+            writer,
+            "page_write",
+            session_id="w1",
+            page_id="pref/style",
+            op="append",
+            content="and a final newline",
+            provenance=PROV,
+        )
         assert (out["status"], out["version"]) == ("committed", 2)
     assert _rows_of(db, "p:projA") != project_rows  # only the writer changed it
 
@@ -167,20 +234,35 @@ async def test_cli_grant_flag_limits_a_stdio_server(tmp_path: Path) -> None:
     db = tmp_path / "cli.db"
     async with Client(stdio_params(db)) as owner:
         await call(owner, "session_start", session_id="o1", project_id="projA")
-        await call(owner, "page_write", session_id="o1", page_id="pref/style", op="create", type="preference",
-                   content="tabs", provenance=PROV)
+        await call(
+            owner,
+            "page_write",
+            session_id="o1",
+            page_id="pref/style",
+            op="create",
+            type="preference",
+            content="tabs",
+            provenance=PROV,
+        )
     before = {k: v for k, v in dump_tables(db, skip_rejected=True).items() if k in ("pages", "journal")}
     async with Client(stdio_params(db, "--principal", "carol", "--grant", "projA=read")) as carol:
         await call(carol, "session_start", session_id="c1", project_id="projA")
         assert (await call(carol, "page_read", session_id="c1", page_id="pref/style"))["outcome"] == "hit"
-        out = await call(carol, "page_write", session_id="c1", page_id="pref/style", op="append", content="x",
-                         provenance=PROV)
+        out = await call(
+            carol, "page_write", session_id="c1", page_id="pref/style", op="append", content="x", provenance=PROV
+        )
         assert out["status"] == "rejected" and [r["code"] for r in out["reasons"]] == ["SCOPE_DENIED"]
         assert "another principal" in await call_error(carol, "session_start", session_id="o1")
     after = dump_tables(db, skip_rejected=True)
     assert {k: after[k] for k in before} == before  # carol's only mark: her session row and rejected attempts
 
-    bad = subprocess.run([sys.executable, "-m", "clawvm_mcp", "serve", "--db", str(db), "--grant", "projA=admin"],
-                         capture_output=True, text=True, env=child_env(), timeout=60, stdin=subprocess.DEVNULL)
+    bad = subprocess.run(
+        [sys.executable, "-m", "clawvm_mcp", "serve", "--db", str(db), "--grant", "projA=admin"],
+        capture_output=True,
+        text=True,
+        env=child_env(),
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
     assert bad.returncode != 0
     assert "--grant takes PROJECT=read or PROJECT=write" in bad.stderr

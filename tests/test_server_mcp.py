@@ -21,14 +21,24 @@ pytestmark = pytest.mark.anyio
 
 RULES = "# Deploy rules\n- never push to main\n- run the tests before merging\n- ask before deleting data"
 TOOLS = {
-    "session_start", "page_write", "page_read", "page_pin", "page_unpin", "page_list", "recall",
-    "context_assemble", "tool_execute", "lifecycle", "session_stats",
+    "session_start",
+    "page_write",
+    "page_read",
+    "page_pin",
+    "page_unpin",
+    "page_list",
+    "recall",
+    "context_assemble",
+    "tool_execute",
+    "lifecycle",
+    "session_stats",
 }
 
 
 async def start(client: Client, sid: str = "s1", **extra: Any) -> dict[str, Any]:
-    return await call(client, "session_start", session_id=sid,
-                      bootstrap=[{"page_id": "rules", "content": RULES}], **extra)
+    return await call(
+        client, "session_start", session_id=sid, bootstrap=[{"page_id": "rules", "content": RULES}], **extra
+    )
 
 
 async def write(client: Client, page_id: str, op: str = "create", sid: str = "s1", **args: Any) -> dict[str, Any]:
@@ -129,8 +139,9 @@ async def test_each_type_floor_holds_under_shrinking_budgets(client: Client, pag
 
 
 async def test_floor_under_pressure_degrades_along_path_only(client: Client) -> None:
-    await call(client, "session_start", session_id="s1", budget=100_000,
-               bootstrap=[{"page_id": "rules", "content": RULES}])
+    await call(
+        client, "session_start", session_id="s1", budget=100_000, bootstrap=[{"page_id": "rules", "content": RULES}]
+    )
     big = RULES + "\n" + "\n".join(f"- extra rule {i} about deployments and reviews" for i in range(60))
     await call(client, "session_start", session_id="s1", bootstrap=[{"page_id": "rules", "content": big}])
     roomy = await call(client, "context_assemble", session_id="s1", budget=100_000)
@@ -240,8 +251,14 @@ async def test_dangling_provenance_is_rejected(client: Client) -> None:
 
 async def test_schema_and_invariant_checks_list_every_failure(client: Client) -> None:
     await start(client)
-    bad = await write(client, "plan/x", type="plan", content="goal only", fields={"colour": "red"},
-                      provenance={"source": "model", "ref": "page:missing"})
+    bad = await write(
+        client,
+        "plan/x",
+        type="plan",
+        content="goal only",
+        fields={"colour": "red"},
+        provenance={"source": "model", "ref": "page:missing"},
+    )
     codes = {r["code"] for r in bad["reasons"]}
     assert codes == {"SCHEMA_INVALID", "PROVENANCE_DANGLING"}
     floorless = await write(client, "plan/y", type="plan", content="just a goal line")
@@ -252,8 +269,7 @@ async def test_schema_and_invariant_checks_list_every_failure(client: Client) ->
 async def test_project_write_without_grant_is_scope_denied(db_path: Path, mode: str) -> None:
     config = ServerConfig(db=db_path, principal="bob", engine=EngineConfig(grants={"default": "read"}))
     async with Client(create_server(config), mode=mode) as c:  # type: ignore[arg-type]
-        started = await call(c, "session_start", session_id="bob-1",
-                             bootstrap=[{"page_id": "rules", "content": RULES}])
+        started = await call(c, "session_start", session_id="bob-1", bootstrap=[{"page_id": "rules", "content": RULES}])
         assert started["bootstrap"][0]["reasons"][0]["code"] == "SCOPE_DENIED"
         result = await write(c, "pref/x", sid="bob-1", type="preference", content="k: v", scope="project")
         assert result["status"] == "rejected"
@@ -264,18 +280,33 @@ async def test_project_write_without_grant_is_scope_denied(db_path: Path, mode: 
 
 async def test_repeated_tool_call_returns_stored_result(client: Client) -> None:
     await start(client)
-    first = await call(client, "tool_execute", session_id="s1", tool="read_file",
-                       args={"path": "a.py", "lines": [1, 2]}, result="def f():\n    return 1\n")
+    first = await call(
+        client,
+        "tool_execute",
+        session_id="s1",
+        tool="read_file",
+        args={"path": "a.py", "lines": [1, 2]},
+        result="def f():\n    return 1\n",
+    )
     assert first["status"] == "recorded" and first["evidence_page_id"].startswith("ev/read_file/")
-    again = await call(client, "tool_execute", session_id="s1", tool="read_file", args={"lines": [1, 2], "path": "a.py"})
+    again = await call(
+        client, "tool_execute", session_id="s1", tool="read_file", args={"lines": [1, 2], "path": "a.py"}
+    )
     assert again["status"] == "duplicate_signature"
     assert again["stored_result"] == "def f():\n    return 1\n"
     assert again["call_id"] == first["call_id"]
     await call(client, "lifecycle", session_id="s1", event="compaction")
-    after = await call(client, "tool_execute", session_id="s1", tool="read_file", args={"path": "a.py", "lines": [1, 2]})
+    after = await call(
+        client, "tool_execute", session_id="s1", tool="read_file", args={"path": "a.py", "lines": [1, 2]}
+    )
     assert after["status"] == "duplicate_signature"  # evicted from the context but resolvable through its pointer
-    ev = await write(client, "note/x", type="conversation", content="used it",
-                     provenance={"source": "tool", "ref": f"tool:{first['call_id']}"})
+    ev = await write(
+        client,
+        "note/x",
+        type="conversation",
+        content="used it",
+        provenance={"source": "tool", "ref": f"tool:{first['call_id']}"},
+    )
     assert ev["status"] == "committed"
     stats = await call(client, "session_stats", session_id="s1")
     assert stats["duplicate_signature"] == 2 and stats["faults"]["duplicate_tool"] == 0
@@ -316,8 +347,10 @@ async def test_assembly_is_byte_identical_across_runs(tmp_path: Path, mode: str)
                 await write(c, f"ev/{i:02d}", type="evidence", content=f"result {i}\n" + "detail line\n" * (i % 5))
             await write(c, "plan/p", type="plan", content="Goal\n- [ ] a\n- [ ] b")
             await call(c, "tool_execute", session_id="s1", tool="grep", args={"q": "x"}, result="a.py:1: x")
-            result = await c.call_tool("context_assemble", {"session_id": "s1", "budget": 150,
-                                                            "demands": [{"page_id": "ev/03", "fidelity": "full"}]})
+            result = await c.call_tool(
+                "context_assemble",
+                {"session_id": "s1", "budget": 150, "demands": [{"page_id": "ev/03", "fidelity": "full"}]},
+            )
             block = result.content[0]
             assert isinstance(block, TextContent)
             outputs.append(block.text)
@@ -366,8 +399,7 @@ async def test_resources_and_prompt(client: Client) -> None:
 async def test_invalid_arguments_are_clear_errors(client: Client) -> None:
     await start(client)
     assert "fidelity" in await call_error(client, "page_read", session_id="s1", page_id="rules", fidelity="huge")
-    assert "op" in await call_error(client, "page_write", session_id="s1", page_id="x", op="overwrite",
-                                    provenance=PROV)
+    assert "op" in await call_error(client, "page_write", session_id="s1", page_id="x", op="overwrite", provenance=PROV)
     assert "page_id" in await call_error(client, "page_read", session_id="s1", page_id="../etc/passwd")
     assert "budget" in await call_error(client, "context_assemble", session_id="s1", budget=-1)
     assert "event" in await call_error(client, "lifecycle", session_id="s1", event="explode")

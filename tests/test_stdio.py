@@ -24,11 +24,21 @@ def server_params(db: Path) -> StdioServerParameters:
 async def test_stdio_session_roundtrip(tmp_path: Path, mode: str) -> None:
     db = tmp_path / "stdio.db"
     async with Client(server_params(db), mode=mode) as c:  # type: ignore[arg-type]
-        started = await call(c, "session_start", session_id="s1",
-                             bootstrap=[{"page_id": "rules", "content": "# Rules\n- be careful"}])
+        started = await call(
+            c, "session_start", session_id="s1", bootstrap=[{"page_id": "rules", "content": "# Rules\n- be careful"}]
+        )
         assert started["bootstrap"][0]["status"] == "committed"
-        staged = await call(c, "page_write", session_id="s1", page_id="plan/p", op="create", type="plan",
-                            content="Goal\n- [ ] step", provenance=PROV, commit="boundary")
+        staged = await call(
+            c,
+            "page_write",
+            session_id="s1",
+            page_id="plan/p",
+            op="create",
+            type="plan",
+            content="Goal\n- [ ] step",
+            provenance=PROV,
+            commit="boundary",
+        )
         assert staged["status"] == "staged"
         life = await call(c, "lifecycle", session_id="s1", event="compaction")
         assert life["committed"] == 1 and life["reinjected"] == ["rules"]

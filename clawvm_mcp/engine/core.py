@@ -95,9 +95,13 @@ class ClawVMEngine:
         bootstrap: Sequence[PageInput] = (),
     ) -> SessionStartResult:
         if not SESSION_ID_RE.match(session_id):
-            raise EngineError(f"Invalid session_id {session_id!r}: use 1-128 of A-Z a-z 0-9 . _ : - (letter/digit first)")
+            raise EngineError(
+                f"Invalid session_id {session_id!r}: use 1-128 of A-Z a-z 0-9 . _ : - (letter/digit first)"
+            )
         if not PROJECT_ID_RE.match(project_id):
-            raise EngineError(f"Invalid project_id {project_id!r}: use 1-128 of A-Z a-z 0-9 . _ : - (letter/digit first)")
+            raise EngineError(
+                f"Invalid project_id {project_id!r}: use 1-128 of A-Z a-z 0-9 . _ : - (letter/digit first)"
+            )
         if budget is not None:
             self._check_budget(budget)
         for page in bootstrap:
@@ -215,11 +219,33 @@ class ClawVMEngine:
         if current is not None and not current.deleted:
             if current.content == page.content and (page.fields is None or page.fields == current.explicit_fields):
                 return WriteResult(status="committed", page_id=page.page_id, version=current.version, txn_id=0)
-            req = WriteRequest("set", page.page_id, prov, page.type, page.content, page.fields, current.version,
-                               page.scope, page.pin, "now", state.turn)
+            req = WriteRequest(
+                "set",
+                page.page_id,
+                prov,
+                page.type,
+                page.content,
+                page.fields,
+                current.version,
+                page.scope,
+                page.pin,
+                "now",
+                state.turn,
+            )
         else:
-            req = WriteRequest("create", page.page_id, prov, page.type, page.content, page.fields, None,
-                               page.scope, page.pin, "now", state.turn)
+            req = WriteRequest(
+                "create",
+                page.page_id,
+                prov,
+                page.type,
+                page.content,
+                page.fields,
+                None,
+                page.scope,
+                page.pin,
+                "now",
+                state.turn,
+            )
         return await self._write(state, req)
 
     # ------------------------------------------------------------------ writes
@@ -284,12 +310,23 @@ class ClawVMEngine:
         reasons, merged = validate(req, ctx, self._merge(state, committed_version))
         if req.op == "create" and not reasons and ns == state.session_ns:
             # creates staged for a boundary are pages too: without them, commit="boundary" skipped the limit
-            staged_new = sum(1 for pid, base in state.staged_base.items() if base == 0 and state.namespace.get(pid) == ns)
+            staged_new = sum(
+                1 for pid, base in state.staged_base.items() if base == 0 and state.namespace.get(pid) == ns
+            )
             if await self.store.count_pages(ns) + staged_new >= self.config.max_pages_per_session:
-                reasons = [Reason("SCHEMA_INVALID", f"session page limit of {self.config.max_pages_per_session} reached")]
+                reasons = [
+                    Reason("SCHEMA_INVALID", f"session page limit of {self.config.max_pages_per_session} reached")
+                ]
                 merged = None
         entry = JournalEntry(
-            state.session_id, ns, req.page_id, req.op, "staged", req.commit, req.to_json(), state.turn,
+            state.session_id,
+            ns,
+            req.page_id,
+            req.op,
+            "staged",
+            req.commit,
+            req.to_json(),
+            state.turn,
             [{"code": r.code, "detail": r.detail} for r in reasons],
         )
         if merged is None:
@@ -299,8 +336,13 @@ class ClawVMEngine:
             else:
                 txn = settles
                 await self.store.mark([settles], "rejected", entry.reasons)
-            return WriteResult(status="rejected", page_id=req.page_id, version=committed_version, txn_id=txn,
-                               reasons=[ReasonOut(code=r.code, detail=r.detail) for r in reasons])
+            return WriteResult(
+                status="rejected",
+                page_id=req.page_id,
+                version=committed_version,
+                txn_id=txn,
+                reasons=[ReasonOut(code=r.code, detail=r.detail) for r in reasons],
+            )
         if req.commit == "boundary":
             entry.status = "validated"
             txn = await self.store.stage(entry) if settles is None else settles
@@ -321,8 +363,13 @@ class ClawVMEngine:
         if conflicts:
             await self._refresh(state, ns, req.page_id)
             detail = f"stale base: current version is {conflicts[0].current_version}"
-            return WriteResult(status="rejected", page_id=req.page_id, version=conflicts[0].current_version,
-                               txn_id=entry.txn_id, reasons=[ReasonOut(code="DESTRUCTIVE_OP", detail=detail)])
+            return WriteResult(
+                status="rejected",
+                page_id=req.page_id,
+                version=conflicts[0].current_version,
+                txn_id=entry.txn_id,
+                reasons=[ReasonOut(code="DESTRUCTIVE_OP", detail=detail)],
+            )
         self._install(state, ns, merged)
         return WriteResult(status="committed", page_id=req.page_id, version=merged.version, txn_id=entry.txn_id)
 
@@ -387,12 +434,23 @@ class ClawVMEngine:
 
     def _view(self, page: Page, level: Fidelity) -> PageView:
         return PageView(
-            page_id=page.page_id, type=page.type, scope=page.scope, pin=page.pin,
-            min_fidelity=page.min_fidelity.label, version=page.version, fidelity=level.label,
-            text=page.text_at(level), tokens=page.tokens_at(level), title=page.title, fields=page.fields,
-            provenance=ProvenanceModel(source=page.provenance.source, ref=page.provenance.ref,
-                                       turn=page.provenance.turn),
-            dirty=page.dirty, created_turn=page.created_turn, last_access_turn=page.last_access_turn,
+            page_id=page.page_id,
+            type=page.type,
+            scope=page.scope,
+            pin=page.pin,
+            min_fidelity=page.min_fidelity.label,
+            version=page.version,
+            fidelity=level.label,
+            text=page.text_at(level),
+            tokens=page.tokens_at(level),
+            title=page.title,
+            fields=page.fields,
+            provenance=ProvenanceModel(
+                source=page.provenance.source, ref=page.provenance.ref, turn=page.provenance.turn
+            ),
+            dirty=page.dirty,
+            created_turn=page.created_turn,
+            last_access_turn=page.last_access_turn,
         )
 
     async def read(self, session_id: str, page_id: str, fidelity: str = "full") -> ReadResult:
@@ -405,16 +463,20 @@ class ClawVMEngine:
             if page is None and PAGE_ID_RE.match(page_id):
                 if not self.config.can_read_project(state.record.project_id):
                     if await self.store.get_page(state.project_ns, page_id) is not None:
-                        return ReadResult(outcome="denied", detail=f"page {page_id!r} is a project page this "
-                                          "principal has no read grant for")
+                        return ReadResult(
+                            outcome="denied",
+                            detail=f"page {page_id!r} is a project page this principal has no read grant for",
+                        )
                 page = await self.store.get_page(state.session_ns, page_id)
                 if page is None and self.config.can_read_project(state.record.project_id):
                     page = await self.store.get_page(state.project_ns, page_id)
                 if page is not None and not page.deleted:
                     self._install(state, state.session_ns if page.scope == "session" else state.project_ns, page)
             if page is None or page.deleted:
-                return ReadResult(outcome="no_match", detail=f"No page {page_id!r} in session {session_id!r}; "
-                                  "call page_list or recall")
+                return ReadResult(
+                    outcome="no_match",
+                    detail=f"No page {page_id!r} in session {session_id!r}; call page_list or recall",
+                )
             if state.resident.get(page_id, Fidelity.NONE) > Fidelity.NONE:
                 state.observer.hits += 1
             state.turn_demands.add(page_id)
@@ -437,8 +499,17 @@ class ClawVMEngine:
         if scope == "project" and not self.config.can_read_project(state.record.project_id):
             return ListResult(outcome="denied", detail="this principal has no read grant for this project's pages")
         pages = [
-            PageSummary(page_id=p.page_id, type=p.type, scope=p.scope, pin=p.pin, min_fidelity=p.min_fidelity.label,
-                        version=p.version, dirty=p.dirty, title=p.title, tokens_full=p.tokens_at(Fidelity.FULL))
+            PageSummary(
+                page_id=p.page_id,
+                type=p.type,
+                scope=p.scope,
+                pin=p.pin,
+                min_fidelity=p.min_fidelity.label,
+                version=p.version,
+                dirty=p.dirty,
+                title=p.title,
+                tokens_full=p.tokens_at(Fidelity.FULL),
+            )
             for p in sorted(state.live(), key=lambda p: p.page_id)
             if (page_type is None or p.type == page_type) and (scope is None or p.scope == scope)
         ]
@@ -479,17 +550,27 @@ class ClawVMEngine:
                 return RecallResult(outcome="backend_error", detail=f"the page store failed: {exc}")
             if not found:
                 if hidden:
-                    return RecallResult(outcome="denied", detail="matches exist only in project pages this "
-                                        "principal has no read grant for")
+                    return RecallResult(
+                        outcome="denied",
+                        detail="matches exist only in project pages this principal has no read grant for",
+                    )
                 return RecallResult(outcome="no_match", detail=f"no page matches {query!r}")
             new_faults = []
             hits = []
             for page in found:
-                matched = sum(t in f"{page.page_id}\n{page.title}\n{page.content}\n{dumps(page.fields)}".lower()
-                              for t in terms)
+                matched = sum(
+                    t in f"{page.page_id}\n{page.title}\n{page.content}\n{dumps(page.fields)}".lower() for t in terms
+                )
                 view = state.pages.get(page.page_id, page)
-                hits.append(RecallHit(page_id=page.page_id, type=page.type, title=page.title, matched_terms=matched,
-                                      pointer=view.text_at(Fidelity.POINTER)))
+                hits.append(
+                    RecallHit(
+                        page_id=page.page_id,
+                        type=page.type,
+                        title=page.title,
+                        matched_terms=matched,
+                        pointer=view.text_at(Fidelity.POINTER),
+                    )
+                )
                 if self._evicted_unresolvably(state, page.page_id):
                     new_faults.append(state.observer.fault("refetch", state.turn, page.page_id, "recall"))
                 state.turn_demands.add(page.page_id)
@@ -526,8 +607,9 @@ class ClawVMEngine:
                 if page is None or page.deleted:
                     raise EngineError(f"No page {page_id!r} in session {session_id!r}; call page_list")
                 wanted[page_id] = max(level, wanted.get(page_id, Fidelity.NONE))
-            selection, new_faults = self._assemble(state, state.record.budget if budget is None else budget,
-                                                   wanted, future)
+            selection, new_faults = self._assemble(
+                state, state.record.budget if budget is None else budget, wanted, future
+            )
             await self.store.add_faults(state.session_id, new_faults)
             return self._render(state, selection)
 
@@ -552,7 +634,8 @@ class ClawVMEngine:
             if page.page_id in unmet or levels[page.page_id] >= page.min_fidelity:
                 continue
             kind: FaultKind = (
-                "post_compaction_bootstrap" if state.after_boundary and page.type == "bootstrap"
+                "post_compaction_bootstrap"
+                if state.after_boundary and page.type == "bootstrap"
                 else "pinned_invariant_miss"
             )
             faults.append(obs.fault(kind, state.turn, page.page_id, f"resident at {levels[page.page_id].label}"))
@@ -572,8 +655,10 @@ class ClawVMEngine:
         prompt = "\n\n".join(state.pages[c.page_id].text_at(c.level) for c in chosen)
         return AssembleResult(
             prompt=prompt,
-            pages=[AssembledPage(page_id=c.page_id, level=c.level.label, tokens=c.tokens, reason=c.reason)
-                   for c in selection.choices],
+            pages=[
+                AssembledPage(page_id=c.page_id, level=c.level.label, tokens=c.tokens, reason=c.reason)
+                for c in selection.choices
+            ],
             tokens_used=selection.tokens_used,
             budget=selection.budget,
             unmet_required=list(selection.unmet_required),
@@ -605,28 +690,40 @@ class ClawVMEngine:
         async with state.lock:
             return await self._tool_execute(state, tool, signature, result)
 
-    async def _tool_execute(self, state: SessionState, tool: str, signature: str, result: str | None) -> ToolExecuteResult:
+    async def _tool_execute(
+        self, state: SessionState, tool: str, signature: str, result: str | None
+    ) -> ToolExecuteResult:
         earlier = state.calls.get(signature)
         if earlier is not None:
             page = state.pages.get(earlier.evidence_page_id)
             if not earlier.has_result:
                 if result is not None:
                     await self._record_result(state, earlier, tool, signature, result)
-                return ToolExecuteResult(status="recorded", call_id=earlier.call_id,
-                                         evidence_page_id=earlier.evidence_page_id)
+                return ToolExecuteResult(
+                    status="recorded", call_id=earlier.call_id, evidence_page_id=earlier.evidence_page_id
+                )
             resident = state.resident.get(earlier.evidence_page_id, Fidelity.NONE) > Fidelity.NONE
             if page is not None and not page.deleted and (self.policy.pointer_resolution or resident):
                 state.observer.duplicate_signature += 1
                 state.turn_demands.add(page.page_id)
-                return ToolExecuteResult(status="duplicate_signature", call_id=earlier.call_id,
-                                         evidence_page_id=page.page_id, stored_result=page.content)
-            fault = state.observer.fault("duplicate_tool", state.turn, earlier.evidence_page_id,
-                                         f"{tool} reran: its result was evicted without a resolvable pointer")
+                return ToolExecuteResult(
+                    status="duplicate_signature",
+                    call_id=earlier.call_id,
+                    evidence_page_id=page.page_id,
+                    stored_result=page.content,
+                )
+            fault = state.observer.fault(
+                "duplicate_tool",
+                state.turn,
+                earlier.evidence_page_id,
+                f"{tool} reran: its result was evicted without a resolvable pointer",
+            )
             await self.store.add_faults(state.session_id, [fault])
         call_id = "c" + _digest(state.session_id, signature, str(len(state.call_ids)))[:15]
         evidence_id = earlier.evidence_page_id if earlier else f"ev/{_slug(tool)}/{_digest(signature)[:12]}"
-        call = ToolCall(state.session_id, call_id, signature, tool, signature.split("\x00", 1)[1], evidence_id,
-                        state.turn, False)
+        call = ToolCall(
+            state.session_id, call_id, signature, tool, signature.split("\x00", 1)[1], evidence_id, state.turn, False
+        )
         state.calls[signature] = call
         state.call_ids.add(call_id)
         if result is None:
@@ -652,8 +749,9 @@ class ClawVMEngine:
         if page is None or page.deleted:
             req = WriteRequest("create", call.evidence_page_id, prov, "evidence", content, fields, turn=state.turn)
         else:
-            req = WriteRequest("set", call.evidence_page_id, prov, "evidence", content, fields, page.version,
-                               turn=state.turn)
+            req = WriteRequest(
+                "set", call.evidence_page_id, prov, "evidence", content, fields, page.version, turn=state.turn
+            )
         outcome = await self._write(state, req)
         if outcome.status == "rejected":
             raise EngineError("could not store the tool result: " + "; ".join(r.detail for r in outcome.reasons))
@@ -684,8 +782,10 @@ class ClawVMEngine:
         reinjected: list[str] = []
         if event == "turn_end":
             self.advance_turn(state, state.turn + 1)
-        elif event == "flush" or (event == "compaction" and self.policy.writeback_compaction) or (
-            event in ("reset", "session_end") and self.policy.writeback_reset
+        elif (
+            event == "flush"
+            or (event == "compaction" and self.policy.writeback_compaction)
+            or (event in ("reset", "session_end") and self.policy.writeback_reset)
         ):
             flushed, refused = await self._flush(state)
             committed, rejected = committed + flushed, rejected + refused
@@ -707,7 +807,11 @@ class ClawVMEngine:
         await self.store.add_faults(state.session_id, [e for e in new if e.kind == "flush_miss"])
         await self._save(state)
         return LifecycleResult(
-            event=event, turn=state.turn, committed=committed, rejected=rejected, reinjected=reinjected,
+            event=event,
+            turn=state.turn,
+            committed=committed,
+            rejected=rejected,
+            reinjected=reinjected,
             faults=[FaultOut(kind=e.kind, turn=e.turn, subject=e.subject, detail=e.detail) for e in new],
         )
 
@@ -724,21 +828,39 @@ class ClawVMEngine:
         state = await self._session(session_id)
         obs = state.observer
         return StatsResult(
-            session_id=state.session_id, project_id=state.record.project_id, turn=state.turn,
-            faults={str(k): v for k, v in obs.counts.items()}, faults_total=obs.total, duplicate_signature=obs.duplicate_signature,
-            hits=obs.hits, thrash=round(obs.thrash, 6), physical_insufficiency=obs.physical_insufficiency,
-            journal=await self.store.journal_counts(state.session_id), pages=len(state.live()),
+            session_id=state.session_id,
+            project_id=state.record.project_id,
+            turn=state.turn,
+            faults={str(k): v for k, v in obs.counts.items()},
+            faults_total=obs.total,
+            duplicate_signature=obs.duplicate_signature,
+            hits=obs.hits,
+            thrash=round(obs.thrash, 6),
+            physical_insufficiency=obs.physical_insufficiency,
+            journal=await self.store.journal_counts(state.session_id),
+            pages=len(state.live()),
             dirty_pages=sum(1 for p in state.live() if p.dirty),
         )
 
     async def journal(self, session_id: str, limit: int = 200) -> JournalResult:
         state = await self._session(session_id)
         rows = await self.store.journal(state.session_id, limit)
-        return JournalResult(session_id=state.session_id, entries=[
-            JournalRow(txn_id=e.txn_id, page_id=e.page_id, op=e.op, status=e.status, commit_mode=e.commit_mode,
-                       version=e.version, turn=e.turn, reasons=[ReasonOut(**r) for r in e.reasons])
-            for e in rows
-        ])
+        return JournalResult(
+            session_id=state.session_id,
+            entries=[
+                JournalRow(
+                    txn_id=e.txn_id,
+                    page_id=e.page_id,
+                    op=e.op,
+                    status=e.status,
+                    commit_mode=e.commit_mode,
+                    version=e.version,
+                    turn=e.turn,
+                    reasons=[ReasonOut(**r) for r in e.reasons],
+                )
+                for e in rows
+            ],
+        )
 
     async def fault_events(self, session_id: str) -> list[FaultOut]:
         state = await self._session(session_id)

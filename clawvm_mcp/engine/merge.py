@@ -44,8 +44,15 @@ class PageMerger:
         title = title or derive_title(content, req.page_id)
         pin = req.pin or (live.pin if live else policy.default_pin)
         prov = req.provenance or (live.provenance if live else Provenance("harness", "ext:unknown", self.turn))
-        reps = build_representations(self.counter, page_id=req.page_id, page_type=page_type,
-                                     version=self.committed_version + 1, title=title, content=content, fields=fields)
+        reps = build_representations(
+            self.counter,
+            page_id=req.page_id,
+            page_type=page_type,
+            version=self.committed_version + 1,
+            title=title,
+            content=content,
+            fields=fields,
+        )
         if req.tokens:  # a replay trace's prescribed sizes; the texts stay the derived ones
             reps = {lv: Representation(r.text, req.tokens.get(lv.label, r.tokens)) for lv, r in reps.items()}
         return Page(
@@ -66,4 +73,3 @@ class PageMerger:
             last_access_turn=self.turn,
             title=title,
         )
-

@@ -148,7 +148,12 @@ def create_server(config: ServerConfig | None = None) -> MCPServer[AppState]:
         updated and stay hard-pinned: they come back in every prompt, also after compaction and reset."""
         pages = [
             PageInput(
-                b.page_id, b.content, b.type, b.fields, b.pin, b.scope,
+                b.page_id,
+                b.content,
+                b.type,
+                b.fields,
+                b.pin,
+                b.scope,
                 None if b.provenance is None else Provenance(b.provenance.source, b.provenance.ref, b.provenance.turn),
             )
             for b in bootstrap or []

@@ -200,7 +200,12 @@ class SQLiteStore:
         if row is None:
             return None
         return SessionRecord(
-            row["session_id"], row["principal"], row["project_id"], row["budget"], row["turn"], bool(row["ended"]),
+            row["session_id"],
+            row["principal"],
+            row["project_id"],
+            row["budget"],
+            row["turn"],
+            bool(row["ended"]),
             json.loads(row["state"]),
         )
 
@@ -210,8 +215,15 @@ class SQLiteStore:
                 "INSERT INTO sessions(session_id, principal, project_id, budget, turn, ended, state)"
                 " VALUES (?,?,?,?,?,?,?) ON CONFLICT(session_id) DO UPDATE SET budget=excluded.budget,"
                 " turn=excluded.turn, ended=excluded.ended, state=excluded.state",
-                (record.session_id, record.principal, record.project_id, record.budget, record.turn,
-                 int(record.ended), dumps(record.state)),
+                (
+                    record.session_id,
+                    record.principal,
+                    record.project_id,
+                    record.budget,
+                    record.turn,
+                    int(record.ended),
+                    dumps(record.state),
+                ),
             )
 
     async def load_pages(self, namespaces: list[str]) -> list[tuple[str, Page]]:
@@ -235,8 +247,18 @@ class SQLiteStore:
         cur = await c.execute(
             "INSERT INTO journal(session_id, namespace, page_id, op, status, commit_mode, request, reasons, version,"
             " turn) VALUES (?,?,?,?,?,?,?,?,?,?)",
-            (entry.session_id, entry.namespace, entry.page_id, entry.op, entry.status, entry.commit_mode,
-             dumps(entry.request), dumps(entry.reasons), entry.version, entry.turn),
+            (
+                entry.session_id,
+                entry.namespace,
+                entry.page_id,
+                entry.op,
+                entry.status,
+                entry.commit_mode,
+                dumps(entry.request),
+                dumps(entry.reasons),
+                entry.version,
+                entry.turn,
+            ),
         )
         entry.txn_id = int(cur.lastrowid or 0)
         return entry.txn_id
@@ -258,9 +280,15 @@ class SQLiteStore:
                 txns = list(w.txn_ids)
                 if current != w.expected_version:
                     conflicts.append(Conflict(w.page.page_id, current))
-                    reasons = [{"code": "DESTRUCTIVE_OP", "detail": (
-                        f"page {w.page.page_id!r} changed underneath this write: expected v{w.expected_version},"
-                        f" current version is {current}")}]
+                    reasons = [
+                        {
+                            "code": "DESTRUCTIVE_OP",
+                            "detail": (
+                                f"page {w.page.page_id!r} changed underneath this write: expected v{w.expected_version},"
+                                f" current version is {current}"
+                            ),
+                        }
+                    ]
                     if w.new_entry is not None:
                         w.new_entry.status, w.new_entry.reasons = "rejected", reasons
                         await self._insert_entry(c, w.new_entry)
@@ -272,8 +300,15 @@ class SQLiteStore:
                     " VALUES (?,?,?,?,?,?,?) ON CONFLICT(namespace, page_id) DO UPDATE SET type=excluded.type,"
                     " version=excluded.version, deleted=excluded.deleted, search_text=excluded.search_text,"
                     " body=excluded.body",
-                    (w.namespace, w.page.page_id, w.page.type, w.page.version, int(w.page.deleted),
-                     _search_text(w.page), dumps(page_to_json(w.page))),
+                    (
+                        w.namespace,
+                        w.page.page_id,
+                        w.page.type,
+                        w.page.version,
+                        int(w.page.deleted),
+                        _search_text(w.page),
+                        dumps(page_to_json(w.page)),
+                    ),
                 )
                 if w.new_entry is not None:
                     w.new_entry.status, w.new_entry.version = "committed", w.page.version
@@ -286,8 +321,9 @@ class SQLiteStore:
                 committed.extend(txns)
         return committed, conflicts
 
-    async def _mark(self, c: aiosqlite.Connection, txn_ids: list[int], status: JournalStatus,
-                    reasons: list[dict[str, str]]) -> None:
+    async def _mark(
+        self, c: aiosqlite.Connection, txn_ids: list[int], status: JournalStatus, reasons: list[dict[str, str]]
+    ) -> None:
         if txn_ids:
             await c.execute(
                 f"UPDATE journal SET status = ?, reasons = ? WHERE txn_id IN ({','.join('?' * len(txn_ids))})"
@@ -324,8 +360,16 @@ class SQLiteStore:
             await c.execute(
                 "INSERT INTO tool_calls(session_id, call_id, signature, tool, args, evidence_page_id, turn, has_result)"
                 " VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(session_id, call_id) DO UPDATE SET has_result=excluded.has_result",
-                (call.session_id, call.call_id, call.signature, call.tool, call.args_json, call.evidence_page_id,
-                 call.turn, int(call.has_result)),
+                (
+                    call.session_id,
+                    call.call_id,
+                    call.signature,
+                    call.tool,
+                    call.args_json,
+                    call.evidence_page_id,
+                    call.turn,
+                    int(call.has_result),
+                ),
             )
 
     async def tool_calls(self, session_id: str) -> list[ToolCall]:
@@ -333,8 +377,16 @@ class SQLiteStore:
             "SELECT * FROM tool_calls WHERE session_id = ? ORDER BY turn, call_id", (session_id,)
         ) as cur:
             return [
-                ToolCall(r["session_id"], r["call_id"], r["signature"], r["tool"], r["args"], r["evidence_page_id"],
-                         r["turn"], bool(r["has_result"]))
+                ToolCall(
+                    r["session_id"],
+                    r["call_id"],
+                    r["signature"],
+                    r["tool"],
+                    r["args"],
+                    r["evidence_page_id"],
+                    r["turn"],
+                    bool(r["has_result"]),
+                )
                 async for r in cur
             ]
 

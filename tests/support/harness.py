@@ -39,8 +39,9 @@ def child_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def stdio_params(db: Path, *extra: str, pidfile: Path | None = None, env: Mapping[str, str] | None = None,
-                 crash: str | None = None) -> StdioServerParameters:
+def stdio_params(
+    db: Path, *extra: str, pidfile: Path | None = None, env: Mapping[str, str] | None = None, crash: str | None = None
+) -> StdioServerParameters:
     """``clawvm-mcp serve --db DB`` as a stdio child. ``pidfile`` records the server's pid (the shell execs it).
 
     ``crash`` runs the same CLI under tests/support/crashing_server.py, which SIGKILLs itself at a chosen
@@ -211,8 +212,9 @@ class HttpServer:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
 
-def start_http(db: Path, log: Path, token: str | None = "s3cret-token", extra: Sequence[str] = (),
-               timeout: float = 20.0) -> HttpServer:
+def start_http(
+    db: Path, log: Path, token: str | None = "s3cret-token", extra: Sequence[str] = (), timeout: float = 20.0
+) -> HttpServer:
     """``clawvm-mcp serve --http`` on a free loopback port; returns once the port accepts connections."""
     port = free_port()
     env = child_env()
