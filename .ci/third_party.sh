@@ -261,6 +261,21 @@ else
     ko "Inspector over HTTP with the bearer token"
 fi
 
+# ------------------------------------------------------------------------------------------------ uvx
+echo "== 4. one-command run from the checkout with uvx (what server.json's runtimeHint and the Desktop config use)"
+UVX="$(dirname "$PYTHON")/uvx"
+if [ ! -x "$UVX" ]; then run "$PYTHON" -m pip install -q uv; fi
+echo "+ uvx --from $ROOT clawvm-mcp --version"
+if out=$(UV_CACHE_DIR="$WORK/uv-cache" timeout "$STEP_TIMEOUT" "$UVX" --from "$ROOT" clawvm-mcp --version 2> "$WORK/uvx.err"); then
+    case "$out" in
+        "clawvm-mcp "*) ok "uvx --from . clawvm-mcp --version -> $out" ;;
+        *) ko "uvx --from . clawvm-mcp --version printed '$out'" ;;
+    esac
+else
+    tail -5 "$WORK/uvx.err"
+    ko "uvx --from . clawvm-mcp --version"
+fi
+
 # ------------------------------------------------------------------------------------------------ summary
 echo "== summary"
 for f in "${failures[@]}"; do echo "failed: $f"; done
