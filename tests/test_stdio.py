@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -61,3 +62,17 @@ def test_default_db_lives_in_user_data_dir(tmp_path: Path) -> None:
     finally:
         os.environ.clear()
         os.environ.update(old)
+
+
+def test_readme_demo_runs_with_zero_faults() -> None:
+    """The README's first command ends in this script; it must run and show no fault of any kind."""
+    demo = Path(__file__).resolve().parents[1] / "examples" / "demo.py"
+    out = subprocess.run([sys.executable, str(demo)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    fault_lines = [line for line in out.stdout.splitlines() if line.strip().startswith("faults:")]
+    assert len(fault_lines) == 3
+    for line in fault_lines:
+        counts = line.split("|")[0].removeprefix("   faults: ").split(", ")
+        assert all(c.endswith("=0") for c in counts), line
+    assert "compaction: committed=1 reinjected=['constraint/prod', 'rules'] faults=[]" in out.stdout
+    assert "prompt after reset:\n   | # House rules" in out.stdout
