@@ -72,7 +72,7 @@ def test_readme_demo_runs_with_zero_faults() -> None:
     fault_lines = [line for line in out.stdout.splitlines() if line.strip().startswith("faults:")]
     assert len(fault_lines) == 3
     for line in fault_lines:
-        counts = line.split("|")[0].removeprefix("   faults: ").split(", ")
+        counts = line.split("|")[0].strip().removeprefix("faults: ").split(", ")
         assert all(c.endswith("=0") for c in counts), line
     assert "compaction: committed=1 reinjected=['constraint/prod', 'rules'] faults=[]" in out.stdout
     assert "prompt after reset:\n   | # House rules" in out.stdout
