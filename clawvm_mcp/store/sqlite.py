@@ -166,9 +166,13 @@ class SQLiteStore:
                 await c.execute(f"PRAGMA user_version = {number}")
             log.info("migrated %s to schema v%d", self.path, number)
 
+    async def _one(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Row | None:
+        """First row in one trip to the connection's thread (execute + fetch + close would be three)."""
+        rows = list(await self._conn.execute_fetchall(sql, tuple(params)))
+        return rows[0] if rows else None
+
     async def _scalar(self, sql: str, params: Iterable[Any] = ()) -> int:
-        async with self._conn.execute(sql, tuple(params)) as cur:
-            row = await cur.fetchone()
+        row = await self._one(sql, params)
         return int(row[0]) if row is not None else 0
 
     @asynccontextmanager
@@ -195,8 +199,7 @@ class SQLiteStore:
         await self._conn.close()
 
     async def get_session(self, session_id: str) -> SessionRecord | None:
-        async with self._conn.execute("SELECT * FROM sessions WHERE session_id = ?", (session_id,)) as cur:
-            row = await cur.fetchone()
+        row = await self._one("SELECT * FROM sessions WHERE session_id = ?", (session_id,))
         if row is None:
             return None
         return SessionRecord(
@@ -234,10 +237,7 @@ class SQLiteStore:
             return [(row[0], page_from_json(json.loads(row[1]))) async for row in cur]
 
     async def get_page(self, namespace: str, page_id: str) -> Page | None:
-        async with self._conn.execute(
-            "SELECT body FROM pages WHERE namespace = ? AND page_id = ?", (namespace, page_id)
-        ) as cur:
-            row = await cur.fetchone()
+        row = await self._one("SELECT body FROM pages WHERE namespace = ? AND page_id = ?", (namespace, page_id))
         return None if row is None else page_from_json(json.loads(row[0]))
 
     async def count_pages(self, namespace: str) -> int:
@@ -272,11 +272,9 @@ class SQLiteStore:
         committed: list[int] = []
         async with self._transaction() as c:
             for w in writes:
-                async with c.execute(
+                current = await self._scalar(
                     "SELECT version FROM pages WHERE namespace = ? AND page_id = ?", (w.namespace, w.page.page_id)
-                ) as cur:
-                    row = await cur.fetchone()
-                current = 0 if row is None else int(row[0])
+                )
                 txns = list(w.txn_ids)
                 if current != w.expected_version:
                     conflicts.append(Conflict(w.page.page_id, current))
@@ -310,14 +308,15 @@ class SQLiteStore:
                         dumps(page_to_json(w.page)),
                     ),
                 )
-                if w.new_entry is not None:
+                if txns:  # earlier staged rows this commit settles
+                    await c.execute(
+                        f"UPDATE journal SET status = 'committed', version = ? WHERE txn_id IN ({','.join('?' * len(txns))})"
+                        " AND status IN ('staged', 'validated')",
+                        (w.page.version, *txns),
+                    )
+                if w.new_entry is not None:  # written as committed: no second statement to mark it
                     w.new_entry.status, w.new_entry.version = "committed", w.page.version
                     txns.append(await self._insert_entry(c, w.new_entry))
-                await c.execute(
-                    f"UPDATE journal SET status = 'committed', version = ? WHERE txn_id IN ({','.join('?' * len(txns))})"
-                    " AND status IN ('staged', 'validated')",
-                    (w.page.version, *txns),
-                )
                 committed.extend(txns)
         return committed, conflicts
 
