@@ -18,6 +18,16 @@ from clawvm_mcp.pages import Provenance
 from clawvm_mcp.store import SQLiteStore
 
 
+async def stage_one_boundary_write(db: Path) -> None:
+    """Session s1 with one write staged for the next boundary, left behind by a process that has exited."""
+    store = await SQLiteStore.open(db)
+    engine = ClawVMEngine(store)
+    await engine.session_start("s1")
+    prov = Provenance("harness", "ext:hook", 0)
+    await engine.write("s1", WriteRequest("create", "pref/a", prov, "preference", "k: v", commit="boundary"))
+    await store.close()
+
+
 @pytest.mark.parametrize("verb", VERBS)
 def test_every_verb_has_help(verb: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as done:
@@ -30,15 +40,7 @@ def test_every_verb_has_help(verb: str, capsys: pytest.CaptureFixture[str]) -> N
 def test_lifecycle_hook_commits_staged_writes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     db = tmp_path / "hook.db"
 
-    async def stage() -> None:
-        store = await SQLiteStore.open(db)
-        engine = ClawVMEngine(store)
-        await engine.session_start("s1")
-        prov = Provenance("harness", "ext:hook", 0)
-        await engine.write("s1", WriteRequest("create", "pref/a", prov, "preference", "k: v", commit="boundary"))
-        await store.close()
-
-    anyio.run(stage)
+    anyio.run(stage_one_boundary_write, db)
     assert main(["lifecycle", "--db", str(db), "--session", "s1", "--event", "compaction"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["committed"] == 1 and result["faults"] == [] and result["event"] == "compaction"
@@ -49,15 +51,7 @@ def test_lifecycle_hook_commits_staged_writes(tmp_path: Path, capsys: pytest.Cap
 def test_inspect_is_read_only(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     db = tmp_path / "i.db"
 
-    async def seed() -> None:
-        store = await SQLiteStore.open(db)
-        engine = ClawVMEngine(store)
-        await engine.session_start("s1")
-        prov = Provenance("harness", "ext:x", 0)
-        await engine.write("s1", WriteRequest("create", "pref/a", prov, "preference", "k: v", commit="boundary"))
-        await store.close()
-
-    anyio.run(seed)
+    anyio.run(stage_one_boundary_write, db)
     assert main(["inspect", "--db", str(db), "--session", "s1"]) == 0
     out = capsys.readouterr().out
     assert "s1" in out and "validated" in out  # the staged row is shown, not settled by looking at it

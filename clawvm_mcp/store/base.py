@@ -94,6 +94,12 @@ class Store(Protocol):
     ) -> list[Page]: ...
 
 
+def conflict_reasons(page_id: str, expected: int, current: int) -> list[dict[str, str]]:
+    """The journal's reason when a commit finds the page at another version than the write was validated on."""
+    detail = f"page {page_id!r} changed underneath this write: expected v{expected}, current version is {current}"
+    return [{"code": "DESTRUCTIVE_OP", "detail": detail}]
+
+
 def page_to_json(page: Page) -> dict[str, object]:
     return {
         "page_id": page.page_id,

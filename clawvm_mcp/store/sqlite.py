@@ -23,6 +23,7 @@ from .base import (
     SessionRecord,
     StoreError,
     ToolCall,
+    conflict_reasons,
     dumps,
     page_from_json,
     page_to_json,
@@ -278,15 +279,7 @@ class SQLiteStore:
                 txns = list(w.txn_ids)
                 if current != w.expected_version:
                     conflicts.append(Conflict(w.page.page_id, current))
-                    reasons = [
-                        {
-                            "code": "DESTRUCTIVE_OP",
-                            "detail": (
-                                f"page {w.page.page_id!r} changed underneath this write: expected v{w.expected_version},"
-                                f" current version is {current}"
-                            ),
-                        }
-                    ]
+                    reasons = conflict_reasons(w.page.page_id, w.expected_version, current)
                     if w.new_entry is not None:
                         w.new_entry.status, w.new_entry.reasons = "rejected", reasons
                         await self._insert_entry(c, w.new_entry)
