@@ -18,6 +18,7 @@ from clawvm_mcp.pages import TYPE_POLICIES, Fidelity, Provenance
 from clawvm_mcp.represent import build_representations, compress, derive_fields
 from clawvm_mcp.selector import SelectorPolicy, decay_recency
 from clawvm_mcp.store import SQLiteStore, StoreError
+from clawvm_mcp.store.base import Conflict, JournalEntry, PageCommit
 from clawvm_mcp.store.sqlite import SCHEMA_VERSION
 from clawvm_mcp.tokens import TokenCounter
 
@@ -329,3 +330,24 @@ async def test_hook_process_settling_staged_rows_is_reconciled(tmp_path: Path) -
     read = await server.read("s", "pref/a")
     assert read.page is not None and read.page.version == 1 and not read.page.dirty
     await server_store.close()
+
+
+@pytest.mark.anyio
+async def test_store_commit_is_compare_and_swap(tmp_path: Path) -> None:
+    """A commit validated against v1 must not land on a page another writer moved to v2 meanwhile."""
+    store = await SQLiteStore.open(tmp_path / "cas.db")
+    engine = ClawVMEngine(store)
+    await engine.session_start("s")
+    await engine.write("s", WriteRequest("create", "pref/a", PROV, "preference", "k: v1", scope="session"))
+    stale = await store.get_page("s:s", "pref/a")
+    assert stale is not None and stale.version == 1
+    await engine.write("s", WriteRequest("set", "pref/a", PROV, content="k: v2", base_version=1))
+    entry = JournalEntry("s", "s:s", "pref/a", "set", "staged", "now", {"op": "set"}, 0)
+    stale.content = "k: lost?"
+    committed, conflicts = await store.commit([PageCommit("s:s", stale, 1, [], entry)])
+    assert committed == [] and conflicts == [Conflict("pref/a", 2)]
+    assert stale.version == 1  # the caller's page is left as it was
+    assert (entry.status, entry.reasons[0]["code"]) == ("rejected", "DESTRUCTIVE_OP")
+    now = await store.get_page("s:s", "pref/a")
+    assert now is not None and (now.version, now.content) == (2, "k: v2")
+    await store.close()

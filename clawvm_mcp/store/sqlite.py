@@ -273,24 +273,14 @@ class SQLiteStore:
         committed: list[int] = []
         async with self._transaction() as c:
             for w in writes:
-                current = await self._scalar(
-                    "SELECT version FROM pages WHERE namespace = ? AND page_id = ?", (w.namespace, w.page.page_id)
-                )
                 txns = list(w.txn_ids)
-                if current != w.expected_version:
-                    conflicts.append(Conflict(w.page.page_id, current))
-                    reasons = conflict_reasons(w.page.page_id, w.expected_version, current)
-                    if w.new_entry is not None:
-                        w.new_entry.status, w.new_entry.reasons = "rejected", reasons
-                        await self._insert_entry(c, w.new_entry)
-                    await self._mark(c, txns, "rejected", reasons)
-                    continue
+                # compare-and-swap in the upsert itself: the row changes only if it is still at expected_version
                 w.page.version = w.expected_version + 1
-                await c.execute(
+                cur = await c.execute(
                     "INSERT INTO pages(namespace, page_id, type, version, deleted, search_text, body)"
                     " VALUES (?,?,?,?,?,?,?) ON CONFLICT(namespace, page_id) DO UPDATE SET type=excluded.type,"
                     " version=excluded.version, deleted=excluded.deleted, search_text=excluded.search_text,"
-                    " body=excluded.body",
+                    " body=excluded.body WHERE pages.version = ?",
                     (
                         w.namespace,
                         w.page.page_id,
@@ -299,8 +289,21 @@ class SQLiteStore:
                         int(w.page.deleted),
                         _search_text(w.page),
                         dumps(page_to_json(w.page)),
+                        w.expected_version,
                     ),
                 )
+                if cur.rowcount != 1:
+                    w.page.version = w.expected_version
+                    current = await self._scalar(
+                        "SELECT version FROM pages WHERE namespace = ? AND page_id = ?", (w.namespace, w.page.page_id)
+                    )
+                    conflicts.append(Conflict(w.page.page_id, current))
+                    reasons = conflict_reasons(w.page.page_id, w.expected_version, current)
+                    if w.new_entry is not None:
+                        w.new_entry.status, w.new_entry.reasons = "rejected", reasons
+                        await self._insert_entry(c, w.new_entry)
+                    await self._mark(c, txns, "rejected", reasons)
+                    continue
                 if txns:  # earlier staged rows this commit settles
                     await c.execute(
                         f"UPDATE journal SET status = 'committed', version = ? WHERE txn_id IN ({','.join('?' * len(txns))})"
