@@ -12,45 +12,11 @@ from pathlib import Path
 import anyio
 
 from . import __version__
+from .cli_options import add_db, add_grants, add_principal, db_path, grants
 from .engine import EngineConfig
-from .engine.policy import Grant
-from .paths import default_db_path
 
 log = logging.getLogger("clawvm_mcp")
 VERBS = ("serve", "lifecycle", "inspect", "import", "replay", "sweep", "workloads", "bench")
-
-
-def _grants(values: Sequence[str]) -> dict[str, Grant] | None:
-    if not values:
-        return None
-    grants: dict[str, Grant] = {}
-    for item in values:
-        project, _, level = item.partition("=")
-        if not project or level not in ("read", "write"):
-            raise SystemExit(f"Error: --grant takes PROJECT=read or PROJECT=write, got {item!r}")
-        grants[project] = "write" if level == "write" else "read"
-    return grants
-
-
-def _add_db(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--db", type=Path, default=None, help=f"SQLite database file (default: $CLAWVM_DB or {default_db_path()})"
-    )
-
-
-def _add_principal(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--principal",
-        default=os.environ.get("CLAWVM_PRINCIPAL", "local"),
-        help="who is writing (default: $CLAWVM_PRINCIPAL or 'local')",
-    )
-    p.add_argument(
-        "--grant",
-        action="append",
-        default=[],
-        metavar="PROJECT=read|write",
-        help="limit this principal to these project grants (default: write on every project)",
-    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,8 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the MCP server (stdio by default)",
         description="Run the MCP server over stdio, or streamable HTTP with --http.",
     )
-    _add_db(serve)
-    _add_principal(serve)
+    add_db(serve)
+    add_principal(serve)
+    add_grants(serve)
     serve.add_argument("--http", action="store_true", help="serve streamable HTTP at http://HOST:PORT/mcp")
     serve.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8765, help="HTTP port (default 8765)")
@@ -80,8 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Commit staged writes and record a lifecycle event, as the lifecycle tool "
         "does; meant for harness hooks (PreCompact, SessionEnd, ...). Prints JSON.",
     )
-    _add_db(life)
-    _add_principal(life)
+    add_db(life)
+    add_principal(life)
+    add_grants(life)
     life.add_argument("--session", required=True, help="session id")
     life.add_argument("--event", required=True, choices=["turn_end", "compaction", "reset", "flush", "session_end"])
     life.set_defaults(func=cmd_lifecycle)
@@ -91,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="show a session's pages, journal and faults",
         description="Read-only view of a session: page table, journal and fault counts.",
     )
-    _add_db(insp)
+    add_db(insp)
     insp.add_argument("--session", required=True, help="session id")
     insp.add_argument("--html", type=Path, default=None, help="also write a self-contained HTML report here")
     insp.set_defaults(func=cmd_inspect)
@@ -105,15 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _db(args: argparse.Namespace) -> Path:
-    return args.db if args.db is not None else default_db_path()
-
-
 def cmd_serve(args: argparse.Namespace) -> int:
     from .server import ServerConfig, create_server
     from .store import SQLiteStore, StoreError
 
-    db = _db(args)
+    db = db_path(args)
     token = os.environ.get("CLAWVM_TOKEN")
     if args.http and token is None and not args.no_auth:
         print(
@@ -131,7 +95,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except StoreError as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return 2
-    config = ServerConfig(db=db, principal=args.principal, engine=EngineConfig(grants=_grants(args.grant)))
+    config = ServerConfig(db=db, principal=args.principal, engine=EngineConfig(grants=grants(args.grant)))
     server = create_server(config)
     if args.http:
         from .server.http import serve_http
@@ -148,9 +112,9 @@ def cmd_lifecycle(args: argparse.Namespace) -> int:
     from .store import SQLiteStore, StoreError
 
     async def run() -> str:
-        store = await SQLiteStore.open(_db(args))
+        store = await SQLiteStore.open(db_path(args))
         try:
-            engine = ClawVMEngine(store, config=EngineConfig(principal=args.principal, grants=_grants(args.grant)))
+            engine = ClawVMEngine(store, config=EngineConfig(principal=args.principal, grants=grants(args.grant)))
             result = await engine.lifecycle(args.session, args.event)
             return result.model_dump_json()
         finally:
@@ -169,7 +133,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from .store import StoreError
 
     try:
-        text = anyio.run(inspect_session, _db(args), args.session, args.html)
+        text = anyio.run(inspect_session, db_path(args), args.session, args.html)
     except (StoreError, LookupError) as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return 2

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import sys
 from collections.abc import Sequence
@@ -37,11 +36,11 @@ from typing import Literal
 
 import anyio
 
+from .cli_options import add_db, add_principal, db_path
 from .engine import ClawVMEngine, EngineConfig, EngineError
 from .engine.results import ReasonOut
 from .journal import WriteRequest
 from .pages import Fields, Page, PageType, Provenance
-from .paths import default_db_path
 from .store import SQLiteStore, StoreError
 
 FileKind = Literal["bootstrap", "preference", "memory"]
@@ -342,7 +341,7 @@ def render(report: ImportReport) -> str:
 
 def cmd_import(args: argparse.Namespace) -> int:
     directory: Path = args.directory
-    db: Path = args.db if args.db is not None else default_db_path()
+    db: Path = db_path(args)
     if not directory.is_dir():
         print(f"Error: {directory} is not a directory", file=sys.stderr)
         return 2
@@ -383,14 +382,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("directory", type=Path, metavar="DIR", help="the workspace directory")
     parser.add_argument("--session", required=True, help="session id (started, or resumed, by the import)")
     parser.add_argument("--project", default="default", help="project id for a new session (default: default)")
-    parser.add_argument(
-        "--db", type=Path, default=None, help=f"SQLite database file (default: $CLAWVM_DB or {default_db_path()})"
-    )
-    parser.add_argument(
-        "--principal",
-        default=os.environ.get("CLAWVM_PRINCIPAL", "local"),
-        help="who is writing (default: $CLAWVM_PRINCIPAL or 'local')",
-    )
+    add_db(parser)
+    add_principal(parser)
     parser.add_argument(
         "--budget",
         type=int,
