@@ -34,6 +34,7 @@ import anyio
 from .engine import ClawVMEngine, SessionState
 from .engine.merge import PageMerger
 from .journal import WriteRequest, validate
+from .page_table import PageTable
 from .pages import Fidelity, Page, PageType, Provenance
 from .represent import build_representations
 from .selector import select
@@ -278,7 +279,7 @@ def bench_engine(pages: Sequence[Page], plan: Plan, counter: TokenCounter, resul
             )
             for p in state.pages.values()
         ]
-        select(fresh, wanted, BUDGET, engine.policy.selector, recency)
+        select(PageTable(fresh), wanted, BUDGET, engine.policy.selector, recency)
         naive.append((perf() - t0) / 1e3)
     n = Stats.of(naive)
     result.put("naive_turn_us", median=n.median, p95=n.p95, max=n.max, n=n.n)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from . import __version__
 from .faults import FAULT_KINDS, FaultEvent
+from .page_table import PageTable
 from .pages import PROMPT_ORDER, Fidelity, Page
 from .selector import Selection, SelectorPolicy, select
 from .store import SQLiteStore
@@ -93,7 +94,7 @@ async def load_report(db: Path, session_id: str) -> SessionReport:
     recency = {str(k): float(v) for k, v in raw_recency.items()} if isinstance(raw_recency, dict) else {}
     raw_counters = saved.get("counters", {})
     counters = raw_counters if isinstance(raw_counters, dict) else {}
-    selection = select(pages, {}, record.budget, SelectorPolicy(), recency)
+    selection = select(PageTable(pages), {}, record.budget, SelectorPolicy(), recency)
     return SessionReport(
         record=record,
         pages=pages,

@@ -7,13 +7,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from .pages import PIN_RANK, TYPE_POLICIES, Fidelity, Page, levels_for
+from .page_table import PageSizes, PageTable
+from .pages import Fidelity, Page
 
 UpgradeMode = Literal["none", "lru", "recency", "clawvm", "oracle"]
 Reason = Literal["required", "pinned", "upgraded", "pointer-prefetch", "dropped"]
 RECENCY_DECAY = 0.88
 RECENCY_FLOOR = 1e-4
 PIN_BOOST = {"hard": 2.0, "soft": 0.6, "none": 0.0}
+NONE, POINTER, FULL = Fidelity.NONE, Fidelity.POINTER, Fidelity.FULL
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,28 +33,68 @@ class Choice:
     reason: Reason
 
 
-@dataclass(frozen=True, slots=True)
 class Selection:
-    choices: tuple[Choice, ...]  # every working-set page, in page_id order
-    tokens_used: int
-    budget: int
-    unmet_required: tuple[str, ...]
-    shortfall_tokens: int
+    """One assembly's outcome. The per-page trace is built when first read (``choices``), not on every turn: a
+    turn needs the levels of the pages it installed, while the trace lists every page of the table."""
+
+    __slots__ = (
+        "tokens_used",
+        "budget",
+        "unmet_required",
+        "shortfall_tokens",
+        "_sizes",
+        "_levels",
+        "_reasons",
+        "_all_full",
+        "_choices",
+    )
+
+    def __init__(
+        self,
+        *,
+        sizes: Mapping[str, PageSizes],
+        levels: dict[str, Fidelity],
+        reasons: dict[str, Reason],
+        all_full: bool,
+        tokens_used: int,
+        budget: int,
+        unmet_required: tuple[str, ...],
+        shortfall_tokens: int,
+    ) -> None:
+        self._sizes = sizes  # a snapshot: the trace describes the table as it was selected
+        self._levels = levels  # pages placed below full, or every placed page when not all_full
+        self._reasons = reasons
+        self._all_full = all_full  # every page at full, reason "upgraded" unless it has one in _reasons
+        self._choices: tuple[Choice, ...] | None = None
+        self.tokens_used = tokens_used
+        self.budget = budget
+        self.unmet_required = unmet_required
+        self.shortfall_tokens = shortfall_tokens
 
     @property
     def physical_insufficiency(self) -> bool:
         return bool(self.unmet_required)
 
     def level_of(self, page_id: str) -> Fidelity:
-        for c in self.choices:
-            if c.page_id == page_id:
-                return c.level
-        return Fidelity.NONE
+        if self._all_full:
+            return FULL if page_id in self._sizes else NONE
+        return self._levels.get(page_id, NONE)
 
+    def resident(self) -> dict[str, Fidelity]:
+        """Every page shown, with its level."""
+        return dict.fromkeys(self._sizes, FULL) if self._all_full else dict(self._levels)
 
-def _priority(page: Page) -> tuple[int, int, float, str]:
-    # descending pin, type, utility; ascending page_id (negated for one sort)
-    return (-PIN_RANK[page.pin], -TYPE_POLICIES[page.type].priority, -page.base_utility, page.page_id)
+    @property
+    def choices(self) -> tuple[Choice, ...]:
+        """Every page of the table, in page_id order: level, tokens and why."""
+        if self._choices is None:
+            default: Reason = "upgraded" if self._all_full else "dropped"
+            out: list[Choice] = []
+            for pid in sorted(self._sizes):
+                lv = self.level_of(pid)
+                out.append(Choice(pid, lv, self._sizes[pid].tokens[lv], self._reasons.get(pid, default)))
+            self._choices = tuple(out)
+        return self._choices
 
 
 def score(page: Page, mode: UpgradeMode, recency: float, future: int) -> float:
@@ -67,28 +109,33 @@ def score(page: Page, mode: UpgradeMode, recency: float, future: int) -> float:
 
 
 def select(
-    pages: Iterable[Page],
+    table: PageTable,
     demands: Mapping[str, Fidelity],
     budget: int,
     policy: SelectorPolicy,
     recency: Mapping[str, float],
     future: Mapping[str, int] | None = None,
 ) -> Selection:
-    """Phase 1 installs the floor set or reports exactly what does not fit; phase 2 spends what is left."""
-    working = {p.page_id: p for p in pages if not p.deleted}
+    """Phase 1 installs the floor set or reports exactly what does not fit; phase 2 spends what is left.
+
+    The common outcomes are read off the table's running sums instead of walked page by page: when every
+    pointer-able page fits at pointer, phase 1b is one subtraction, and when every page then fits at its largest
+    level, phase 2 is one comparison. Otherwise the walk touches the pages it installs and the steps that can
+    still land. tests/test_selector.py checks every outcome against the plain whole-table selector.
+    """
+    sizes = table.sizes
     required: dict[str, Fidelity] = {}
     pinned: set[str] = set()
     if policy.auto_pin_hard:
-        for p in working.values():
-            if p.pin == "hard":
-                required[p.page_id] = p.at_least(p.min_fidelity)
-                pinned.add(p.page_id)
+        for pid in table.hard:
+            required[pid] = sizes[pid].floor
+            pinned.add(pid)
     for page_id, want in demands.items():
-        page = working.get(page_id)
-        if page is None:
+        s = sizes.get(page_id)
+        if s is None:
             continue
-        at = page.at_least(max(want, page.min_fidelity))
-        if at > required.get(page_id, Fidelity.NONE):
+        at = s.page.at_least(max(want, s.page.min_fidelity))
+        if at > required.get(page_id, NONE):
             required[page_id] = at
             pinned.discard(page_id)
 
@@ -97,34 +144,80 @@ def select(
     left = budget
     unmet: list[str] = []
     required_total = 0
-    for page in sorted((working[i] for i in required), key=_priority):
-        want = required[page.page_id]
-        cost = page.tokens_at(want)
+    for s in sorted((sizes[i] for i in required), key=_priority):
+        pid = s.page.page_id
+        want = required[pid]
+        cost = s.tokens[want]
         required_total += cost
         if cost <= left:
-            level[page.page_id] = want
-            reason[page.page_id] = "pinned" if page.page_id in pinned else "required"
+            level[pid] = want
+            reason[pid] = "pinned" if pid in pinned else "required"
             left -= cost
         else:
-            unmet.append(page.page_id)
+            unmet.append(pid)
 
-    order = sorted(working)  # page_id order: the trace order and the upgrade tie-break rank
+    # phase 1b: every other pointer-able page at pointer while it fits, by (recompute_cost, base_utility) desc
+    all_pointers = False  # every unrequired pointer-able page is at pointer, without being listed in ``level``
     if policy.prefetch_pointer:
-        left = _prefetch(working, required, level, reason, left)
-
-    if policy.upgrade_mode != "none":
-        left = _upgrade(working, order, level, reason, left, policy.upgrade_mode, recency, future or {})
-
-    none = Fidelity.NONE
-    choices: list[Choice] = []
-    for pid in order:
-        lv = level.get(pid, none)
-        if lv is none:
-            choices.append(Choice(pid, none, 0, reason.get(pid, "dropped")))
+        rest = table.sum_pointer - sum(sizes[pid].pointer or 0 for pid in required)
+        if rest <= left:
+            all_pointers, left = True, left - rest
         else:
-            choices.append(Choice(pid, lv, working[pid].representations[lv].tokens, reason.get(pid, "dropped")))
+            for key in table.prefetch_order:
+                pid = key[2]
+                if pid in required:
+                    continue
+                cost = sizes[pid].tokens[POINTER]
+                if cost <= left:
+                    level[pid] = POINTER
+                    reason[pid] = "pointer-prefetch"
+                    left -= cost
+
+    all_full = False
+    if policy.upgrade_mode != "none":
+        # tokens every page would still spend on the way to its largest level, from where phase 1 left it
+        if all_pointers:
+            need = table.sum_free_need
+            for pid in required:
+                need -= sizes[pid].free_need
+        else:
+            need = table.sum_most
+            for pid in level:
+                s = sizes[pid]
+                need -= s.most_from[NONE]
+                if pid not in required:
+                    need += s.most_from[POINTER] - s.tokens[POINTER]
+        for pid, lv in level.items():
+            if pid in required:
+                s = sizes[pid]
+                need += s.most_from[lv] - s.tokens[lv]
+        for pid in unmet:
+            need += sizes[pid].most_from[NONE]
+        if need <= left:
+            # every step fits whatever the order (no page ever holds more than its largest level), so the greedy
+            # walk would end with every page at its largest level: take that outcome directly
+            all_full, left = True, budget - table.sum_full  # every page at full
+            reason = {pid: r for pid, r in reason.items() if pid in required}
+        else:
+            if all_pointers:
+                for key in table.prefetch_order:
+                    pid = key[2]
+                    if pid not in required:
+                        level[pid] = POINTER
+                        reason[pid] = "pointer-prefetch"
+            left = _upgrade(table, level, reason, left, budget, policy.upgrade_mode, recency, future or {})
+    elif all_pointers:
+        for key in table.prefetch_order:
+            pid = key[2]
+            if pid not in required:
+                level[pid] = POINTER
+                reason[pid] = "pointer-prefetch"
+
     return Selection(
-        choices=tuple(choices),
+        sizes=sizes.copy(),
+        levels=level,
+        reasons=reason,
+        all_full=all_full,
         tokens_used=budget - left,
         budget=budget,
         unmet_required=tuple(unmet),
@@ -132,32 +225,8 @@ def select(
     )
 
 
-def _prefetch_key(page: Page) -> tuple[float, float, str]:
-    return (-page.recompute_cost, -page.base_utility, page.page_id)
-
-
-def _prefetch(
-    working: Mapping[str, Page],
-    required: Mapping[str, Fidelity],
-    level: dict[str, Fidelity],
-    reason: dict[str, Reason],
-    left: int,
-) -> int:
-    """Phase 1b: every other page at pointer while it fits, by (recompute_cost, base_utility) descending."""
-    pointer = Fidelity.POINTER
-    rest = [
-        p
-        for p in working.values()
-        if p.page_id not in level and p.page_id not in required and pointer in levels_for(p.type, p.min_fidelity)
-    ]
-    rest.sort(key=_prefetch_key)
-    for page in rest:
-        cost = page.representations[pointer].tokens
-        if cost <= left:
-            level[page.page_id] = pointer
-            reason[page.page_id] = "pointer-prefetch"
-            left -= cost
-    return left
+def _priority(s: PageSizes) -> tuple[int, int, float, str]:
+    return s.priority
 
 
 def decay_recency(recency: dict[str, float], demanded: Iterable[str]) -> None:
@@ -172,103 +241,70 @@ def decay_recency(recency: dict[str, float], demanded: Iterable[str]) -> None:
 
 
 def _upgrade(
-    working: Mapping[str, Page],
-    order: list[str],
+    table: PageTable,
     level: dict[str, Fidelity],
     reason: dict[str, Reason],
     left: int,
+    budget: int,
     mode: UpgradeMode,
     recency: Mapping[str, float],
     future: Mapping[str, int],
 ) -> int:
     """Greedy one-level upgrades by score per extra token, best first, ties by (page_id, level) descending.
 
-    A heap replaces the single sorted pass so a page's next step competes as soon as its previous step lands
-    (a single pass strands pages whose cheaper-than-expected levels sort ahead of the step that unlocks them).
-    A step is never pushed when it cannot fit however the rest goes: a page can give tokens back only by ending
-    on a level smaller than the one it holds now (sizes are not monotone in fidelity), so ``left`` plus each
-    page's largest such give-back bounds what any later pop can spend. Popping such a step would only discard
-    it, so every outcome stays the same, while the heap holds only the steps that can still land.
+    A heap replaces a single sorted pass so a page's next step competes as soon as its previous step lands (a
+    single pass strands pages whose cheaper-than-expected levels sort ahead of the step that unlocks them).
+
+    A step is never pushed when it cannot fit however the rest goes. Sizes are not monotone in fidelity, so a page
+    can give tokens back by moving up to a smaller level; ``reach`` is ``left`` plus everything the pages could
+    still give back, which is ``budget`` minus, per page, the fewest tokens it can hold from its level upwards.
+    That minimum only grows as pages move up, so ``reach`` never grows and bounds what any later pop can spend:
+    a step larger than ``reach`` would only be popped to be discarded, so leaving it out changes no outcome, and
+    a page not shown enters the heap only when its first step is within ``reach`` (``entry_order`` is sorted).
     """
-    none = Fidelity.NONE
+    sizes = table.sizes
     inf = float("inf")
-    first: list[tuple[int, int, str, Page, Fidelity]] = []
-    gain = 0  # the most the pages could give back by moving to smaller levels
-    need = 0  # the most the pages could spend on the way to their top levels
-    tops: list[tuple[str, Fidelity, int]] = []
-    for rank, pid in enumerate(order):
-        page = working[pid]
-        cur = level.get(pid, none)
-        reps = page.representations
-        held = reps[cur].tokens if cur is not none else 0
-        nxt: Fidelity | None = None
-        delta = 0
-        low = high = held
-        top = cur
-        for lv in levels_for(page.type, page.min_fidelity):
-            if lv <= cur:
-                continue
-            tokens = reps[lv].tokens
-            if nxt is None:
-                nxt, delta = lv, tokens - held
-            if tokens < low:
-                low = tokens
-            if tokens > high:
-                high = tokens
-            top = lv
-        gain += held - low
-        need += high - held
+    reach = budget
+    heap: list[tuple[float, str, int, str, Fidelity]] = []
+    for pid, cur in level.items():
+        s = sizes[pid]
+        reach -= s.least_from[cur]
+    for pid, cur in level.items():
+        s = sizes[pid]
+        nxt = s.next_level[cur]
         if nxt is not None:
-            first.append((delta, rank, pid, page, nxt))
-            tops.append((pid, top, reps[top].tokens - held))
-    if need <= left:
-        # Every step fits whatever the order (no page ever holds more than its largest level), so the greedy walk
-        # would end with every page at its top level: take that outcome directly.
-        for pid, top, spent in tops:
-            level[pid] = top
-            left -= spent
-            if reason.get(pid, "pointer-prefetch") == "pointer-prefetch":
-                reason[pid] = "upgraded"
-        return left
-    reach = left + gain
-    heap: list[tuple[float, int, int, str, Fidelity]] = [
-        (
-            -(inf if delta <= 0 else score(page, mode, recency.get(pid, 0.0), future.get(pid, 0)) / delta),
-            -rank,
-            -int(nxt),
-            pid,
-            nxt,
-        )
-        for delta, rank, pid, page, nxt in first
-        if delta <= reach
-    ]
+            delta = s.tokens[nxt] - s.tokens[cur]
+            if delta <= reach:
+                ratio = inf if delta <= 0 else score(s.page, mode, recency.get(pid, 0.0), future.get(pid, 0)) / delta
+                heap.append((-ratio, s.tie, -nxt, pid, nxt))
+    for delta, pid in table.entry_order:
+        if delta > reach:
+            break
+        if pid in level:
+            continue
+        s = sizes[pid]
+        ratio = inf if delta <= 0 else score(s.page, mode, recency.get(pid, 0.0), future.get(pid, 0)) / delta
+        nxt = s.levels[0]
+        heap.append((-ratio, s.tie, -nxt, pid, nxt))
     heapq.heapify(heap)
     while heap:
-        _, neg_rank, _, page_id, nxt = heapq.heappop(heap)
-        page = working[page_id]
-        reps = page.representations
-        cur = level.get(page_id, none)
-        cur_tokens = reps[cur].tokens if cur is not none else 0
-        delta = reps[nxt].tokens - cur_tokens
+        _, tie, _, pid, nxt = heapq.heappop(heap)
+        s = sizes[pid]
+        cur = level.get(pid, NONE)
+        delta = s.tokens[nxt] - s.tokens[cur]
         if delta > left:
             continue
-        level[page_id] = nxt
+        level[pid] = nxt
         left -= delta
-        if reason.get(page_id, "pointer-prefetch") == "pointer-prefetch":
-            reason[page_id] = "upgraded"
-        after = _next_level(page, nxt)
+        reach -= s.least_from[nxt] - s.least_from[cur]
+        if reason.get(pid, "pointer-prefetch") == "pointer-prefetch":
+            reason[pid] = "upgraded"
+        after = s.next_level[nxt]
         if after is None:
             continue
-        delta = reps[after].tokens - reps[nxt].tokens
-        if delta > left + gain:
+        delta = s.tokens[after] - s.tokens[nxt]
+        if delta > reach:
             continue
-        ratio = inf if delta <= 0 else score(page, mode, recency.get(page_id, 0.0), future.get(page_id, 0)) / delta
-        heapq.heappush(heap, (-ratio, neg_rank, -int(after), page_id, after))
+        ratio = inf if delta <= 0 else score(s.page, mode, recency.get(pid, 0.0), future.get(pid, 0)) / delta
+        heapq.heappush(heap, (-ratio, tie, -after, pid, after))
     return left
-
-
-def _next_level(page: Page, cur: Fidelity) -> Fidelity | None:
-    for lv in levels_for(page.type, page.min_fidelity):
-        if lv > cur:
-            return lv
-    return None

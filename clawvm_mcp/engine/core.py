@@ -624,25 +624,26 @@ class ClawVMEngine:
                 obs.hits += 1
             elif self._evicted_unresolvably(state, page_id):
                 faults.append(obs.fault("refetch", state.turn, page_id, "demand"))
-        live = state.live()
-        selection = select(live, wanted, budget, self.policy.selector, state.recency, future)
+        table = state.pages
+        selection = select(table, wanted, budget, self.policy.selector, state.recency, future)
         unmet = set(selection.unmet_required)
         if unmet:
             obs.physical_insufficiency += 1
-        levels = {c.page_id: c.level for c in selection.choices}
-        for page in sorted((p for p in live if p.pin == "hard"), key=lambda p: p.page_id):
-            if page.page_id in unmet or levels[page.page_id] >= page.min_fidelity:
+        for page_id in sorted(table.hard):
+            page = table.sizes[page_id].page
+            held = selection.level_of(page_id)
+            if page_id in unmet or held >= page.min_fidelity:
                 continue
             kind: FaultKind = (
                 "post_compaction_bootstrap"
                 if state.after_boundary and page.type == "bootstrap"
                 else "pinned_invariant_miss"
             )
-            faults.append(obs.fault(kind, state.turn, page.page_id, f"resident at {levels[page.page_id].label}"))
+            faults.append(obs.fault(kind, state.turn, page_id, f"resident at {held.label}"))
         state.after_boundary = False
-        resident = {pid: lv for pid, lv in levels.items() if lv > Fidelity.NONE}
-        state.evicted |= set(state.resident) - set(resident)
-        state.evicted -= set(resident)
+        resident = selection.resident()
+        state.evicted |= state.resident.keys() - resident.keys()
+        state.evicted -= resident.keys()
         state.resident = resident
         state.turn_demands.update(wanted)
         for page_id in wanted:

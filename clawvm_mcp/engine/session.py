@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from ..faults import FaultObserver
+from ..page_table import PageTable
 from ..pages import Fidelity, Fields, Page, PageType, Pin, Provenance
 from ..store.base import SessionRecord, ToolCall
 
@@ -34,7 +35,7 @@ class PageInput:
 @dataclass(slots=True)
 class SessionState:
     record: SessionRecord
-    pages: dict[str, Page] = field(default_factory=lambda: {})
+    pages: PageTable = field(default_factory=PageTable)
     namespace: dict[str, str] = field(default_factory=lambda: {})
     staged: dict[str, list[int]] = field(default_factory=lambda: {})  # page_id -> pending journal txn ids
     staged_base: dict[str, int] = field(default_factory=lambda: {})  # page_id -> committed version when staged
@@ -66,7 +67,7 @@ class SessionState:
         return f"p:{self.record.project_id}"
 
     def live(self) -> list[Page]:
-        return [p for p in self.pages.values() if not p.deleted]
+        return [s.page for s in self.pages.sizes.values()]
 
 
 def require_unicode(label: str, value: object) -> None:

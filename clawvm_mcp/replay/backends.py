@@ -81,19 +81,21 @@ class EngineBackend:
     def floor_fits(self, session: str, demands: Mapping[str, str], budget: int) -> bool | None:
         state = self.engine.state_of(session)
         wanted = {pid: Fidelity.parse(f) for pid, f in demands.items()}
-        return not select(state.live(), wanted, budget, _FLOOR_ONLY, {}).unmet_required
+        return not select(state.pages, wanted, budget, _FLOOR_ONLY, {}).unmet_required
 
     def faults_total(self, session: str) -> int | None:
         return self.engine.state_of(session).observer.total
 
     def set_utility(self, session: str, page_id: str, base_utility: float | None, recompute: float | None) -> None:
         """Trace-given utility and recompute cost; the write API has no such fields, so they apply in memory."""
-        page = self.engine.state_of(session).pages.get(page_id)
+        table = self.engine.state_of(session).pages
+        page = table.get(page_id)
         if page is not None:
             if base_utility is not None:
                 page.base_utility = base_utility
             if recompute is not None:
                 page.recompute_cost = recompute
+            table[page_id] = page  # re-index: the selector's sort keys read these
 
     async def close(self) -> None:
         await self.engine.store.close()

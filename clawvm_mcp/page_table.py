@@ -1,0 +1,182 @@
+"""The session's page table, indexed for the selector as pages change rather than rebuilt every turn.
+
+A turn touches a handful of pages (a write, a demand or two) while the table may hold thousands, so what the
+selector needs of every page (its levels and their sizes, its sort keys, the budget totals of the common outcomes)
+is computed once per page version here, on the write path, and kept in running sums and sorted lists. The
+selector then spends per turn in proportion to what it installs, not to the table's size.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, insort
+from collections.abc import ItemsView, Iterable, Iterator, KeysView, MutableMapping, ValuesView
+from dataclasses import dataclass
+
+from .pages import PIN_RANK, TYPE_POLICIES, Fidelity, Page, levels_for
+
+NONE = Fidelity.NONE
+POINTER = Fidelity.POINTER
+FULL = Fidelity.FULL
+_REVERSED_TERMINATOR = "\U0010ffff"
+
+
+def reversed_key(page_id: str) -> str:
+    """A string that sorts in the reverse order of ``page_id`` (the upgrade heap's tie-break: later id first).
+
+    Each character is mirrored below U+10FFFF and a terminator above them all is appended, so a proper prefix
+    sorts after its extensions, exactly reversing ordinary string order. Page ids are ASCII.
+    """
+    return "".join([chr(0x10FFFE - ord(ch)) for ch in page_id]) + _REVERSED_TERMINATOR
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class PageSizes:
+    """What the selector asks of one page version, answered once. Levels are the page's path cut at its floor."""
+
+    page: Page
+    levels: tuple[Fidelity, ...]  # lowest first
+    tokens: dict[Fidelity, int]  # per level, NONE -> 0
+    next_level: dict[Fidelity, Fidelity | None]  # the level an upgrade from here goes to
+    least_from: dict[Fidelity, int]  # fewest tokens at this level or above (NONE -> 0): what it can give back to
+    most_from: dict[Fidelity, int]  # most tokens at this level or above (NONE -> the largest level)
+    floor: Fidelity  # the cheapest admissible level for the page's own floor
+    pointer: int | None  # tokens at pointer, if the page may be shown as one
+    full: int
+    entry: int  # tokens of the lowest level: the first upgrade step of a page not shown
+    priority: tuple[int, int, float, str]  # phase-1 order: pin, type, utility descending; page_id ascending
+    prefetch: tuple[float, float, str]  # pointer-prefetch order: recompute cost, utility descending; page_id
+    tie: str  # reversed_key(page_id)
+    hard: bool
+
+    @classmethod
+    def of(cls, page: Page) -> PageSizes:
+        levels = levels_for(page.type, page.min_fidelity)
+        reps = page.representations
+        tokens = {NONE: 0, **{lv: reps[lv].tokens for lv in levels}}
+        next_level: dict[Fidelity, Fidelity | None] = {NONE: levels[0]}
+        least_from: dict[Fidelity, int] = {}
+        most_from: dict[Fidelity, int] = {}
+        least, most = tokens[levels[-1]], tokens[levels[-1]]
+        after: Fidelity | None = None
+        for lv in reversed(levels):
+            least, most = min(least, tokens[lv]), max(most, tokens[lv])
+            least_from[lv], most_from[lv], next_level[lv] = least, most, after
+            after = lv
+        least_from[NONE], most_from[NONE] = 0, most
+        return cls(
+            page=page,
+            levels=levels,
+            tokens=tokens,
+            next_level=next_level,
+            least_from=least_from,
+            most_from=most_from,
+            floor=page.at_least(page.min_fidelity),
+            pointer=tokens[POINTER] if POINTER in levels else None,
+            full=tokens[levels[-1]],
+            entry=tokens[levels[0]],
+            priority=(-PIN_RANK[page.pin], -TYPE_POLICIES[page.type].priority, -page.base_utility, page.page_id),
+            prefetch=(-page.recompute_cost, -page.base_utility, page.page_id),
+            tie=reversed_key(page.page_id),
+            hard=page.pin == "hard",
+        )
+
+    @property
+    def free_need(self) -> int:
+        """Tokens from where phase 1b leaves an unrequired page (pointer, or not shown) to its largest level."""
+        return self.most_from[POINTER] - self.tokens[POINTER] if self.pointer is not None else self.most_from[NONE]
+
+
+class PageTable(MutableMapping[str, Page]):
+    """page_id -> Page, as the session sees it (deleted pages included), plus the selector's index of live ones.
+
+    Pages are replaced, never mutated in the fields the index reads (type, pin, floor, representations, deleted,
+    utility, recompute cost): a write installs a new Page object, and that is what keeps the index true.
+    """
+
+    __slots__ = (
+        "_pages",
+        "sizes",
+        "hard",
+        "sum_full",
+        "sum_pointer",
+        "sum_free_need",
+        "sum_most",
+        "prefetch_order",
+        "entry_order",
+    )
+
+    def __init__(self, pages: Iterable[Page] = ()) -> None:
+        self._pages: dict[str, Page] = {}
+        self.sizes: dict[str, PageSizes] = {}  # live pages only
+        self.hard: set[str] = set()
+        self.sum_full = 0  # every live page at its largest level: the "everything fits" outcome
+        self.sum_pointer = 0  # every pointer-able page at pointer
+        self.sum_free_need = 0  # sum of PageSizes.free_need
+        self.sum_most = 0  # every live page from not shown to its largest level
+        self.prefetch_order: list[tuple[float, float, str]] = []  # pointer-able pages, phase-1b order
+        self.entry_order: list[tuple[int, str]] = []  # (tokens of the lowest level, page_id), ascending
+        for page in pages:
+            self[page.page_id] = page
+
+    # ---------------------------------------------------------------- mapping
+
+    def __getitem__(self, page_id: str) -> Page:
+        return self._pages[page_id]
+
+    def __setitem__(self, page_id: str, page: Page) -> None:
+        if page.page_id != page_id:
+            raise KeyError(f"page {page.page_id!r} stored under {page_id!r}")
+        self._unindex(page_id)
+        self._pages[page_id] = page
+        if not page.deleted:
+            self._index(PageSizes.of(page))
+
+    def __delitem__(self, page_id: str) -> None:
+        del self._pages[page_id]
+        self._unindex(page_id)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._pages)
+
+    def __len__(self) -> int:
+        return len(self._pages)
+
+    def __contains__(self, page_id: object) -> bool:
+        return page_id in self._pages
+
+    def keys(self) -> KeysView[str]:
+        return self._pages.keys()
+
+    def values(self) -> ValuesView[Page]:
+        return self._pages.values()
+
+    def items(self) -> ItemsView[str, Page]:
+        return self._pages.items()
+
+    # ---------------------------------------------------------------- index
+
+    def _index(self, s: PageSizes) -> None:
+        pid = s.page.page_id
+        self.sizes[pid] = s
+        if s.hard:
+            self.hard.add(pid)
+        self.sum_full += s.full
+        self.sum_free_need += s.free_need
+        self.sum_most += s.most_from[NONE]
+        if s.pointer is not None:
+            self.sum_pointer += s.pointer
+            insort(self.prefetch_order, s.prefetch)
+        insort(self.entry_order, (s.entry, pid))
+
+    def _unindex(self, page_id: str) -> None:
+        s = self.sizes.pop(page_id, None)
+        if s is None:
+            return
+        self.hard.discard(page_id)
+        self.sum_full -= s.full
+        self.sum_free_need -= s.free_need
+        self.sum_most -= s.most_from[NONE]
+        if s.pointer is not None:
+            self.sum_pointer -= s.pointer
+            del self.prefetch_order[bisect_left(self.prefetch_order, s.prefetch)]
+        del self.entry_order[bisect_left(self.entry_order, (s.entry, page_id))]

@@ -1,0 +1,141 @@
+"""The indexed selector must decide exactly what the plain whole-table selector decides, turn after turn, while the
+table changes underneath it. Cases are seeded (a failure names its seed) and cover every upgrade mode, each phase
+switch, budgets from zero to more than everything, and sizes that are not monotone in fidelity."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+
+import pytest
+
+from clawvm_mcp.page_table import PageTable, reversed_key
+from clawvm_mcp.pages import PAGE_TYPES, PINS, STORED_LEVELS, TYPE_POLICIES, Fidelity, Page, Provenance, Representation
+from clawvm_mcp.selector import Selection, SelectorPolicy, UpgradeMode, select
+from tests.support import reference_selector as ref
+
+MODES: tuple[UpgradeMode, ...] = ("clawvm", "lru", "recency", "oracle", "none")
+PROV = Provenance("user", "ext:test", 0)
+
+
+def _page(rng: random.Random, page_id: str) -> Page:
+    page_type = rng.choice(PAGE_TYPES)
+    policy = TYPE_POLICIES[page_type]
+    base = rng.randint(0, 40)
+    # usually growing with fidelity, sometimes not at all (a short page's pointer outgrows its full text)
+    sizes = sorted(rng.randint(0, 120) for _ in STORED_LEVELS) if rng.random() < 0.5 else None
+    reps = {
+        lv: Representation(lv.label, sizes[i] + base if sizes else rng.randint(0, 60))
+        for i, lv in enumerate(STORED_LEVELS)
+    }
+    floor = policy.min_fidelity if rng.random() < 0.8 else rng.choice(STORED_LEVELS)
+    return Page(
+        page_id=page_id,
+        type=page_type,
+        scope=policy.default_scope,
+        pin=rng.choice(PINS) if rng.random() < 0.4 else policy.default_pin,
+        min_fidelity=floor,
+        version=1,
+        provenance=PROV,
+        content="x",
+        fields={},
+        representations=reps,
+        recompute_cost=rng.choice([policy.recompute_cost, rng.uniform(0, 10)]),
+        base_utility=rng.choice([policy.base_utility, rng.uniform(0, 10), 5.0]),
+        created_turn=0,
+        last_access_turn=0,
+        deleted=rng.random() < 0.05,
+    )
+
+
+def _trace(sel: Selection | ref.Selection) -> tuple[object, ...]:
+    return (
+        tuple((c.page_id, c.level, c.tokens, c.reason) for c in sel.choices),
+        sel.tokens_used,
+        sel.budget,
+        sel.unmet_required,
+        sel.shortfall_tokens,
+    )
+
+
+def _case(rng: random.Random, table: PageTable) -> None:
+    live = [p for p in table.values() if not p.deleted]
+    ids = [p.page_id for p in live]
+    total = sum(p.representations[Fidelity.FULL].tokens + p.representations[Fidelity.POINTER].tokens for p in live)
+    budget = rng.choice([0, 1, rng.randint(0, 60), rng.randint(0, max(1, total // 3)), rng.randint(0, total + 50)])
+    demands = {pid: rng.choice(list(Fidelity)) for pid in rng.sample(ids, min(len(ids), rng.randint(0, 3)))}
+    recency = {pid: rng.choice([1.0, 0.5, rng.random()]) for pid in rng.sample(ids, min(len(ids), rng.randint(0, 6)))}
+    future = {pid: rng.randint(0, 3) for pid in rng.sample(ids, min(len(ids), rng.randint(0, 4)))}
+    policy = SelectorPolicy(
+        auto_pin_hard=rng.random() < 0.85, prefetch_pointer=rng.random() < 0.85, upgrade_mode=rng.choice(MODES)
+    )
+    want = ref.select(list(table.values()), demands, budget, ref.SelectorPolicy(**_fields(policy)), recency, future)
+    got = select(table, demands, budget, policy, recency, future)
+    assert _trace(got) == _trace(want), (policy, budget, demands)
+    for c in want.choices:
+        assert got.level_of(c.page_id) == c.level
+    assert got.resident() == {c.page_id: c.level for c in want.choices if c.level > Fidelity.NONE}
+
+
+def _fields(policy: SelectorPolicy) -> dict[str, object]:
+    return {
+        "auto_pin_hard": policy.auto_pin_hard,
+        "prefetch_pointer": policy.prefetch_pointer,
+        "upgrade_mode": policy.upgrade_mode,
+    }
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_indexed_selector_matches_the_whole_table_selector_as_the_table_changes(seed: int) -> None:
+    rng = random.Random(seed)
+    table = PageTable(_page(rng, f"p{i:03d}") for i in range(rng.choice([1, 5, 20, 60])))
+    for _ in range(60):
+        _case(rng, table)
+        roll = rng.random()
+        pid = rng.choice(list(table))
+        if roll < 0.35:  # a new version of a page: new sizes, perhaps a new pin or floor
+            table[pid] = replace(_page(rng, pid), deleted=False)
+        elif roll < 0.45:
+            table[pid] = replace(table[pid], deleted=True)
+        elif roll < 0.55:
+            del table[pid]
+        elif roll < 0.75:
+            new = f"n{rng.randint(0, 999):03d}"
+            table[new] = _page(rng, new)
+        elif roll < 0.8:  # the replay backend's in-place utility change, re-indexed by storing the page again
+            page = table[pid]
+            page.base_utility = rng.uniform(0, 10)
+            table[pid] = page
+        if not table:
+            table["p000"] = _page(rng, "p000")
+
+
+def test_page_table_sums_follow_every_change() -> None:
+    rng = random.Random(7)
+    table = PageTable()
+    for step in range(400):
+        pid = f"p{rng.randint(0, 30):02d}"
+        if pid in table and rng.random() < 0.3:
+            del table[pid]
+        else:
+            table[pid] = _page(rng, pid)
+        live = [table.sizes[p] for p in table if not table[p].deleted]
+        assert table.sum_full == sum(s.full for s in live), step
+        assert table.sum_pointer == sum(s.pointer or 0 for s in live), step
+        assert table.hard == {s.page.page_id for s in live if s.page.pin == "hard"}, step
+        assert table.prefetch_order == sorted(s.prefetch for s in live if s.pointer is not None), step
+        assert table.entry_order == sorted((s.entry, s.page.page_id) for s in live), step
+
+
+def test_a_page_stored_under_another_id_is_refused() -> None:
+    page = _page(random.Random(1), "a")
+    with pytest.raises(KeyError):
+        PageTable()["b"] = page
+
+
+@pytest.mark.parametrize(
+    ("smaller", "larger"), [("a", "b"), ("ab", "abc"), ("", "a"), ("a/b", "a0"), ("p-1", "p.1"), ("z9", "za")]
+)
+def test_reversed_key_reverses_string_order(smaller: str, larger: str) -> None:
+    assert smaller < larger
+    assert reversed_key(smaller) > reversed_key(larger)
