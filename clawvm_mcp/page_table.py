@@ -8,16 +8,18 @@ selector then spends per turn in proportion to what it installs, not to the tabl
 
 from __future__ import annotations
 
-from bisect import bisect_left, insort
-from collections.abc import ItemsView, Iterable, Iterator, KeysView, MutableMapping, ValuesView
+from collections.abc import Callable, ItemsView, Iterable, Iterator, KeysView, MutableMapping, ValuesView
 from dataclasses import dataclass
 
+from .cost_order import CostOrder
 from .pages import PIN_RANK, TYPE_POLICIES, Fidelity, Page, levels_for
 
 NONE = Fidelity.NONE
 POINTER = Fidelity.POINTER
 FULL = Fidelity.FULL
 _REVERSED_TERMINATOR = "\U0010ffff"
+PrefetchKey = tuple[float, float, str]  # recompute cost and utility negated, page_id
+StepKey = tuple[float, str, int, str, Fidelity]  # the upgrade heap's entries: -ratio, tie, -level, page_id, level
 
 
 def reversed_key(page_id: str) -> str:
@@ -44,7 +46,7 @@ class PageSizes:
     full: int
     entry: int  # tokens of the lowest level: the first upgrade step of a page not shown
     priority: tuple[int, int, float, str]  # phase-1 order: pin, type, utility descending; page_id ascending
-    prefetch: tuple[float, float, str]  # pointer-prefetch order: recompute cost, utility descending; page_id
+    prefetch: PrefetchKey  # pointer-prefetch order: recompute cost, utility descending; page_id
     tie: str  # reversed_key(page_id)
     hard: bool
 
@@ -102,7 +104,7 @@ class PageTable(MutableMapping[str, Page]):
         "sum_free_need",
         "sum_most",
         "prefetch_order",
-        "entry_order",
+        "_streams",
     )
 
     def __init__(self, pages: Iterable[Page] = ()) -> None:
@@ -113,8 +115,8 @@ class PageTable(MutableMapping[str, Page]):
         self.sum_pointer = 0  # every pointer-able page at pointer
         self.sum_free_need = 0  # sum of PageSizes.free_need
         self.sum_most = 0  # every live page from not shown to its largest level
-        self.prefetch_order: list[tuple[float, float, str]] = []  # pointer-able pages, phase-1b order
-        self.entry_order: list[tuple[int, str]] = []  # (tokens of the lowest level, page_id), ascending
+        self.prefetch_order: CostOrder[PrefetchKey] = CostOrder()  # pointer-able pages by phase-1b order
+        self._streams: dict[str, Stream] = {}
         for page in pages:
             self[page.page_id] = page
 
@@ -165,8 +167,9 @@ class PageTable(MutableMapping[str, Page]):
         self.sum_most += s.most_from[NONE]
         if s.pointer is not None:
             self.sum_pointer += s.pointer
-            insort(self.prefetch_order, s.prefetch)
-        insort(self.entry_order, (s.entry, pid))
+            self.prefetch_order.add(s.prefetch, s.pointer)
+        for stream in self._streams.values():
+            stream.add(s)
 
     def _unindex(self, page_id: str) -> None:
         s = self.sizes.pop(page_id, None)
@@ -178,5 +181,34 @@ class PageTable(MutableMapping[str, Page]):
         self.sum_most -= s.most_from[NONE]
         if s.pointer is not None:
             self.sum_pointer -= s.pointer
-            del self.prefetch_order[bisect_left(self.prefetch_order, s.prefetch)]
-        del self.entry_order[bisect_left(self.entry_order, (s.entry, page_id))]
+            self.prefetch_order.remove(s.prefetch)
+        for stream in self._streams.values():
+            stream.remove(page_id)
+
+    def stream(self, name: str, key: Callable[[PageSizes], StepKey]) -> Stream:
+        """Every live page's first upgrade step, ordered by ``key`` and kept so from now on. The selector asks for
+        one per upgrade mode; the key must depend on the page version alone."""
+        stream = self._streams.get(name)
+        if stream is None:
+            stream = self._streams[name] = Stream(key)
+            for s in self.sizes.values():
+                stream.add(s)
+        return stream
+
+
+class Stream:
+    """Pages' first upgrade steps as the upgrade heap would order them when nothing but the page decides."""
+
+    __slots__ = ("order", "_key", "_keys")
+
+    def __init__(self, key: Callable[[PageSizes], StepKey]) -> None:
+        self.order: CostOrder[StepKey] = CostOrder()
+        self._key = key
+        self._keys: dict[str, StepKey] = {}  # what each page was filed under, to remove it after it changed
+
+    def add(self, s: PageSizes) -> None:
+        key = self._keys[s.page.page_id] = self._key(s)
+        self.order.add(key, s.entry)
+
+    def remove(self, page_id: str) -> None:
+        self.order.remove(self._keys.pop(page_id))

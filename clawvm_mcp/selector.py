@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal
 
-from .page_table import PageSizes, PageTable
+from .cost_order import CostOrder, Position
+from .page_table import PageSizes, PageTable, StepKey
 from .pages import Fidelity, Page
 
 UpgradeMode = Literal["none", "lru", "recency", "clawvm", "oracle"]
@@ -16,6 +18,8 @@ RECENCY_DECAY = 0.88
 RECENCY_FLOOR = 1e-4
 PIN_BOOST = {"hard": 2.0, "soft": 0.6, "none": 0.0}
 NONE, POINTER, FULL = Fidelity.NONE, Fidelity.POINTER, Fidelity.FULL
+_STREAM_FROM = 128  # below this many stream-able pages, the upgrade heap takes them directly
+_NO_STREAM: CostOrder[StepKey] = CostOrder()
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,20 +167,24 @@ def select(
         if rest <= left:
             all_pointers, left = True, left - rest
         else:
-            for key in table.prefetch_order:
-                pid = key[2]
-                if pid in required:
-                    continue
-                cost = sizes[pid].tokens[POINTER]
-                if cost <= left:
+            order = table.prefetch_order
+            pos = order.next_within(order.start(), left)
+            while pos is not None:
+                (_, _, pid), cost = order.at(pos)
+                if pid not in required:
                     level[pid] = POINTER
                     reason[pid] = "pointer-prefetch"
                     left -= cost
+                pos = order.next_within(order.after(pos), left)
 
     all_full = False
     if policy.upgrade_mode != "none":
-        # tokens every page would still spend on the way to its largest level, from where phase 1 left it
-        if all_pointers:
+        # tokens every page would still spend on the way to its largest level, from where phase 1 left it (a
+        # required page that did not fit would spend more than is left, so it rules the shortcut out at once)
+        need = left + 1
+        if unmet:
+            pass
+        elif all_pointers:
             need = table.sum_free_need
             for pid in required:
                 need -= sizes[pid].free_need
@@ -187,12 +195,11 @@ def select(
                 need -= s.most_from[NONE]
                 if pid not in required:
                     need += s.most_from[POINTER] - s.tokens[POINTER]
-        for pid, lv in level.items():
-            if pid in required:
-                s = sizes[pid]
-                need += s.most_from[lv] - s.tokens[lv]
-        for pid in unmet:
-            need += sizes[pid].most_from[NONE]
+        if not unmet:
+            for pid, lv in level.items():
+                if pid in required:
+                    s = sizes[pid]
+                    need += s.most_from[lv] - s.tokens[lv]
         if need <= left:
             # every step fits whatever the order (no page ever holds more than its largest level), so the greedy
             # walk would end with every page at its largest level: take that outcome directly
@@ -200,18 +207,10 @@ def select(
             reason = {pid: r for pid, r in reason.items() if pid in required}
         else:
             if all_pointers:
-                for key in table.prefetch_order:
-                    pid = key[2]
-                    if pid not in required:
-                        level[pid] = POINTER
-                        reason[pid] = "pointer-prefetch"
+                _all_at_pointer(table, required, level, reason)
             left = _upgrade(table, level, reason, left, budget, policy.upgrade_mode, recency, future or {})
     elif all_pointers:
-        for key in table.prefetch_order:
-            pid = key[2]
-            if pid not in required:
-                level[pid] = POINTER
-                reason[pid] = "pointer-prefetch"
+        _all_at_pointer(table, required, level, reason)
 
     return Selection(
         sizes=sizes.copy(),
@@ -223,6 +222,15 @@ def select(
         unmet_required=tuple(unmet),
         shortfall_tokens=max(0, required_total - budget) if unmet else 0,
     )
+
+
+def _all_at_pointer(
+    table: PageTable, required: Mapping[str, Fidelity], level: dict[str, Fidelity], reason: dict[str, Reason]
+) -> None:
+    for _, _, pid in table.prefetch_order.keys():
+        if pid not in required:
+            level[pid] = POINTER
+            reason[pid] = "pointer-prefetch"
 
 
 def _priority(s: PageSizes) -> tuple[int, int, float, str]:
@@ -253,22 +261,27 @@ def _upgrade(
     """Greedy one-level upgrades by score per extra token, best first, ties by (page_id, level) descending.
 
     A heap replaces a single sorted pass so a page's next step competes as soon as its previous step lands (a
-    single pass strands pages whose cheaper-than-expected levels sort ahead of the step that unlocks them).
+    single pass strands pages whose cheaper-than-expected levels sort ahead of the step that unlocks them). A step
+    popped when it no longer fits is dropped, and its page goes no further this turn.
 
-    A step is never pushed when it cannot fit however the rest goes. Sizes are not monotone in fidelity, so a page
-    can give tokens back by moving up to a smaller level; ``reach`` is ``left`` plus everything the pages could
-    still give back, which is ``budget`` minus, per page, the fewest tokens it can hold from its level upwards.
-    That minimum only grows as pages move up, so ``reach`` never grows and bounds what any later pop can spend:
-    a step larger than ``reach`` would only be popped to be discarded, so leaving it out changes no outcome, and
-    a page not shown enters the heap only when its first step is within ``reach`` (``entry_order`` is sorted).
+    Two things keep the walk in proportion to what lands rather than to the table:
+
+    - ``reach``: sizes are not monotone in fidelity, so a page can give tokens back by moving up to a smaller
+      level. ``left`` plus everything the pages could still give back is ``budget`` minus, per page, the fewest
+      tokens it can hold from its level upwards; that minimum only grows as pages move up, so ``reach`` never
+      grows and bounds what any later step can spend. A larger step would only be popped to be dropped.
+    - The first steps of pages not yet shown whose score nothing but the page decides (no recency, no future
+      demand) are not pushed at all: the table keeps them in heap order (a ``Stream``). The walk merges that
+      stream with the heap, jumping straight to the next stream step that fits what is left: every stream step it
+      jumps over comes before whatever the heap pops next and does not fit, so the heap would have dropped it.
     """
     sizes = table.sizes
     inf = float("inf")
+    heap: list[StepKey] = []
+    heappop, heappush = heapq.heappop, heapq.heappush
     reach = budget
-    heap: list[tuple[float, str, int, str, Fidelity]] = []
     for pid, cur in level.items():
-        s = sizes[pid]
-        reach -= s.least_from[cur]
+        reach -= sizes[pid].least_from[cur]
     for pid, cur in level.items():
         s = sizes[pid]
         nxt = s.next_level[cur]
@@ -277,34 +290,85 @@ def _upgrade(
             if delta <= reach:
                 ratio = inf if delta <= 0 else score(s.page, mode, recency.get(pid, 0.0), future.get(pid, 0)) / delta
                 heap.append((-ratio, s.tie, -nxt, pid, nxt))
-    for delta, pid in table.entry_order:
-        if delta > reach:
-            break
-        if pid in level:
+    skip = set(level)  # pages the stream must not offer: shown already, or scored by recency or future here
+    for pid in (*recency, *future):
+        scored = sizes.get(pid)
+        if scored is None or pid in skip:
             continue
-        s = sizes[pid]
-        ratio = inf if delta <= 0 else score(s.page, mode, recency.get(pid, 0.0), future.get(pid, 0)) / delta
-        nxt = s.levels[0]
-        heap.append((-ratio, s.tie, -nxt, pid, nxt))
+        skip.add(pid)
+        delta = scored.entry
+        if delta <= reach:
+            ratio = inf if delta <= 0 else score(scored.page, mode, recency.get(pid, 0.0), future.get(pid, 0)) / delta
+            heap.append((-ratio, scored.tie, -scored.levels[0], pid, scored.levels[0]))
+    key = _stream_key(mode)
+    streaming = len(sizes) - len(skip) > _STREAM_FROM
+    if streaming:
+        stream = table.stream(mode, key).order
+    else:  # a handful of pages: the heap takes them all, as that is cheaper than merging
+        stream = _NO_STREAM
+        heap.extend(key(s) for pid, s in sizes.items() if pid not in skip and s.entry <= reach)
     heapq.heapify(heap)
-    while heap:
-        _, tie, _, pid, nxt = heapq.heappop(heap)
+    at = stream.start()  # stream steps before this one were taken or dropped
+    scan, scanned_with = at, left  # steps from ``at`` to ``scan`` are larger than ``scanned_with``
+    hit: Position | None = None  # the first step from there that fits ``scanned_with``
+    hit_key: StepKey | None = None
+    searched = False
+    dropped_below: StepKey | None = None  # the largest step the heap popped: stream steps before it are gone
+    while True:
+        if not streaming:
+            if not heap:
+                return left
+            _, tie, _, pid, nxt = heappop(heap)
+        else:
+            if left != scanned_with or not searched:
+                if left > scanned_with:  # a page gave tokens back: steps that did not fit may fit now
+                    if dropped_below is not None:
+                        at = max(at, stream.locate(dropped_below))
+                    scan = at
+                hit = stream.next_within(max(at, scan), left)
+                scan, scanned_with, searched = hit or stream.end(), left, True
+                hit_key = stream.at(hit)[0] if hit is not None else None
+            if hit is not None and hit_key is not None and (not heap or hit_key < heap[0]):
+                _, tie, _, pid, nxt = hit_key
+                at, searched, dropped_below = stream.after(hit), False, None
+                if pid in skip:  # its step is in the heap, or it is shown already: not the stream's to offer
+                    continue
+            elif heap:
+                step = heappop(heap)
+                _, tie, _, pid, nxt = step
+                if dropped_below is None or dropped_below < step:
+                    dropped_below = step
+            else:
+                return left
         s = sizes[pid]
+        tokens = s.tokens
         cur = level.get(pid, NONE)
-        delta = s.tokens[nxt] - s.tokens[cur]
+        delta = tokens[nxt] - tokens[cur]
         if delta > left:
             continue
         level[pid] = nxt
         left -= delta
         reach -= s.least_from[nxt] - s.least_from[cur]
-        if reason.get(pid, "pointer-prefetch") == "pointer-prefetch":
+        if cur is NONE or reason[pid] == "pointer-prefetch":
             reason[pid] = "upgraded"
         after = s.next_level[nxt]
         if after is None:
             continue
-        delta = s.tokens[after] - s.tokens[nxt]
+        delta = tokens[after] - tokens[nxt]
         if delta > reach:
             continue
         ratio = inf if delta <= 0 else score(s.page, mode, recency.get(pid, 0.0), future.get(pid, 0)) / delta
-        heapq.heappush(heap, (-ratio, tie, -after, pid, after))
-    return left
+        heappush(heap, (-ratio, tie, -after, pid, after))
+
+
+@lru_cache(maxsize=8)
+def _stream_key(mode: UpgradeMode) -> Callable[[PageSizes], StepKey]:
+    """A page's first step as the heap would key it with no recency and no future demand: the same float
+    arithmetic as in ``_upgrade``, so stream and heap entries compare exactly."""
+
+    def key(s: PageSizes) -> StepKey:
+        delta = s.entry
+        ratio = float("inf") if delta <= 0 else score(s.page, mode, 0.0, 0) / delta
+        return (-ratio, s.tie, -s.levels[0], s.page.page_id, s.levels[0])
+
+    return key

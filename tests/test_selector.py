@@ -9,6 +9,8 @@ from dataclasses import replace
 
 import pytest
 
+from clawvm_mcp import cost_order, selector
+from clawvm_mcp.cost_order import CostOrder
 from clawvm_mcp.page_table import PageTable, reversed_key
 from clawvm_mcp.pages import PAGE_TYPES, PINS, STORED_LEVELS, TYPE_POLICIES, Fidelity, Page, Provenance, Representation
 from clawvm_mcp.selector import Selection, SelectorPolicy, UpgradeMode, select
@@ -86,7 +88,13 @@ def _fields(policy: SelectorPolicy) -> dict[str, object]:
 
 
 @pytest.mark.parametrize("seed", range(40))
-def test_indexed_selector_matches_the_whole_table_selector_as_the_table_changes(seed: int) -> None:
+def test_indexed_selector_matches_the_whole_table_selector_as_the_table_changes(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if seed % 2:  # tiny blocks, so the block walks and splits are exercised at these table sizes
+        monkeypatch.setattr(cost_order, "BLOCK", 2)
+    if seed % 4 < 2:  # the merged stream walk, which tables this small would otherwise not take
+        monkeypatch.setattr(selector, "_STREAM_FROM", 0)
     rng = random.Random(seed)
     table = PageTable(_page(rng, f"p{i:03d}") for i in range(rng.choice([1, 5, 20, 60])))
     for _ in range(60):
@@ -123,8 +131,7 @@ def test_page_table_sums_follow_every_change() -> None:
         assert table.sum_full == sum(s.full for s in live), step
         assert table.sum_pointer == sum(s.pointer or 0 for s in live), step
         assert table.hard == {s.page.page_id for s in live if s.page.pin == "hard"}, step
-        assert table.prefetch_order == sorted(s.prefetch for s in live if s.pointer is not None), step
-        assert table.entry_order == sorted((s.entry, s.page.page_id) for s in live), step
+        assert table.prefetch_order.keys() == sorted(s.prefetch for s in live if s.pointer is not None), step
 
 
 def test_a_page_stored_under_another_id_is_refused() -> None:
@@ -139,3 +146,33 @@ def test_a_page_stored_under_another_id_is_refused() -> None:
 def test_reversed_key_reverses_string_order(smaller: str, larger: str) -> None:
     assert smaller < larger
     assert reversed_key(smaller) > reversed_key(larger)
+
+
+@pytest.mark.parametrize("block", [1, 2, 3, 64])
+def test_cost_order_finds_the_next_key_that_fits(block: int) -> None:
+    rng = random.Random(block)
+    order: CostOrder[int] = CostOrder(block)
+    model: dict[int, int] = {}
+    for step in range(1500):
+        key = rng.randint(0, 200)
+        if key in model and rng.random() < 0.45:
+            order.remove(key)
+            del model[key]
+        elif key not in model:
+            model[key] = rng.randint(0, 40)
+            order.add(key, model[key])
+        keys = sorted(model)
+        assert order.keys() == keys and len(order) == len(keys), step
+        limit, start = rng.randint(0, 45), rng.randint(-1, 201)
+        pos = order.locate(start)
+        want = [k for k in keys if k >= start and model[k] <= limit]
+        got: list[int] = []
+        hit = order.next_within(pos, limit)
+        while hit is not None:
+            key_at, cost = order.at(hit)
+            assert cost == model[key_at] <= limit
+            got.append(key_at)
+            hit = order.next_within(order.after(hit), limit)
+        assert got == want, step
+    with pytest.raises(KeyError):
+        order.remove(1000)
