@@ -54,7 +54,7 @@ class TokenCounter:
         if cached is not None:
             self._cache.move_to_end(key)
             return cached
-        n = len(self._encoding.encode(text, disallowed_special=()))
+        n = len(self._encoding.encode_ordinary(text))  # special-token text counts as ordinary text
         self._cache[key] = n
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
