@@ -19,7 +19,7 @@ POINTER = Fidelity.POINTER
 FULL = Fidelity.FULL
 _REVERSED_TERMINATOR = "\U0010ffff"
 PrefetchKey = tuple[float, float, str]  # recompute cost and utility negated, page_id
-StepKey = tuple[float, str, int, str, Fidelity]  # the upgrade heap's entries: -ratio, tie, -level, page_id, level
+StepKey = tuple[float, str, int, str, Fidelity]  # the upgrade heap's order: -ratio, tie, -level, page_id, level
 
 
 def reversed_key(page_id: str) -> str:

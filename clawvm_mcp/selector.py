@@ -12,6 +12,7 @@ from .cost_order import CostOrder, Position
 from .page_table import PageSizes, PageTable, StepKey
 from .pages import Fidelity, Page
 
+Step = tuple[float, str, int, str, Fidelity, int]  # an upgrade heap entry: its StepKey, then its size in tokens
 UpgradeMode = Literal["none", "lru", "recency", "clawvm", "oracle"]
 Reason = Literal["required", "pinned", "upgraded", "pointer-prefetch", "dropped"]
 RECENCY_DECAY = 0.88
@@ -276,8 +277,8 @@ def _upgrade(
       jumps over comes before whatever the heap pops next and does not fit, so the heap would have dropped it.
     """
     sizes = table.sizes
-    inf = float("inf")
-    heap: list[StepKey] = []
+    heap: list[Step] = []  # a StepKey and the step's size
+    free: list[tuple[str, Fidelity]] = []  # steps that cost nothing or give back: they pop first, in any order
     heappop, heappush = heapq.heappop, heapq.heappush
     reach = budget
     for pid, cur in level.items():
@@ -287,55 +288,70 @@ def _upgrade(
         nxt = s.next_level[cur]
         if nxt is not None:
             delta = s.tokens[nxt] - s.tokens[cur]
-            if delta <= reach:
-                ratio = inf if delta <= 0 else score(s.page, mode, recency.get(pid, 0.0), future.get(pid, 0)) / delta
-                heap.append((-ratio, s.tie, -nxt, pid, nxt))
+            if delta <= 0:
+                free.append((pid, nxt))
+            elif delta <= reach:
+                heap.append(
+                    (
+                        -score(s.page, mode, recency.get(pid, 0.0), future.get(pid, 0)) / delta,
+                        s.tie,
+                        -nxt,
+                        pid,
+                        nxt,
+                        delta,
+                    )
+                )
     skip = set(level)  # pages the stream must not offer: shown already, or scored by recency or future here
     for pid in (*recency, *future):
         scored = sizes.get(pid)
         if scored is None or pid in skip:
             continue
         skip.add(pid)
-        delta = scored.entry
-        if delta <= reach:
-            ratio = inf if delta <= 0 else score(scored.page, mode, recency.get(pid, 0.0), future.get(pid, 0)) / delta
-            heap.append((-ratio, scored.tie, -scored.levels[0], pid, scored.levels[0]))
+        delta, nxt = scored.entry, scored.levels[0]
+        if delta <= 0:
+            free.append((pid, nxt))
+        elif delta <= reach:
+            ratio = score(scored.page, mode, recency.get(pid, 0.0), future.get(pid, 0)) / delta
+            heap.append((-ratio, scored.tie, -nxt, pid, nxt, delta))
     key = _stream_key(mode)
     streaming = len(sizes) - len(skip) > _STREAM_FROM
     if streaming:
         stream = table.stream(mode, key).order
     else:  # a handful of pages: the heap takes them all, as that is cheaper than merging
         stream = _NO_STREAM
-        heap.extend(key(s) for pid, s in sizes.items() if pid not in skip and s.entry <= reach)
+        heap.extend((*key(s), s.entry) for pid, s in sizes.items() if pid not in skip and s.entry <= reach)
     heapq.heapify(heap)
     at = stream.start()  # stream steps before this one were taken or dropped
     scan, scanned_with = at, left  # steps from ``at`` to ``scan`` are larger than ``scanned_with``
     hit: Position | None = None  # the first step from there that fits ``scanned_with``
     hit_key: StepKey | None = None
     searched = False
-    dropped_below: StepKey | None = None  # the largest step the heap popped: stream steps before it are gone
+    tail_checked = -1  # ``left`` when the heap last had a step that fits
+    dropped_below: Step | None = None  # the largest step the heap popped: stream steps before it are gone
     while True:
-        if not streaming:
+        if free:  # always fits, and only its own page's state depends on when it lands
+            pid, nxt = free.pop()
+        elif not streaming:
             if not heap:
                 return left
-            _, tie, _, pid, nxt = heappop(heap)
+            _, _, _, pid, nxt, _ = heappop(heap)
         else:
             if left != scanned_with or not searched:
                 if left > scanned_with:  # a page gave tokens back: steps that did not fit may fit now
                     if dropped_below is not None:
-                        at = max(at, stream.locate(dropped_below))
+                        at = max(at, stream.locate(dropped_below[:5]))
                     scan = at
                 hit = stream.next_within(max(at, scan), left)
                 scan, scanned_with, searched = hit or stream.end(), left, True
                 hit_key = stream.at(hit)[0] if hit is not None else None
             if hit is not None and hit_key is not None and (not heap or hit_key < heap[0]):
-                _, tie, _, pid, nxt = hit_key
+                _, _, _, pid, nxt = hit_key
                 at, searched, dropped_below = stream.after(hit), False, None
                 if pid in skip:  # its step is in the heap, or it is shown already: not the stream's to offer
                     continue
             elif heap:
                 step = heappop(heap)
-                _, tie, _, pid, nxt = step
+                _, _, _, pid, nxt, _ = step
                 if dropped_below is None or dropped_below < step:
                     dropped_below = step
             else:
@@ -345,6 +361,10 @@ def _upgrade(
         cur = level.get(pid, NONE)
         delta = tokens[nxt] - tokens[cur]
         if delta > left:
+            if hit is None and left != tail_checked:  # nothing in the stream fits: does anything in the heap?
+                if all(step[5] > left for step in heap):
+                    return left  # no, and nothing can land to give tokens back: the rest would all be dropped
+                tail_checked = left
             continue
         level[pid] = nxt
         left -= delta
@@ -355,10 +375,11 @@ def _upgrade(
         if after is None:
             continue
         delta = tokens[after] - tokens[nxt]
-        if delta > reach:
-            continue
-        ratio = inf if delta <= 0 else score(s.page, mode, recency.get(pid, 0.0), future.get(pid, 0)) / delta
-        heappush(heap, (-ratio, tie, -after, pid, after))
+        if delta <= 0:
+            free.append((pid, after))
+        elif delta <= reach:
+            ratio = score(s.page, mode, recency.get(pid, 0.0), future.get(pid, 0)) / delta
+            heappush(heap, (-ratio, s.tie, -after, pid, after, delta))
 
 
 @lru_cache(maxsize=8)
