@@ -202,35 +202,60 @@ def _turn_inputs(pages: Sequence[Page], turns: int, seed: int) -> list[tuple[Wri
     return out
 
 
+class _TimedCounter(TokenCounter):
+    """Adds up the time spent counting tokens, so a turn's figure can be shown with and without tokenizing the
+    version it writes (ingest work, done once per page version, that a pre-sized replay never does)."""
+
+    def __init__(self, cache_size: int) -> None:
+        super().__init__(cache_size)
+        self.spent_ns = 0
+
+    def count(self, text: str) -> int:
+        t0 = time.perf_counter_ns()
+        n = super().count(text)
+        self.spent_ns += time.perf_counter_ns() - t0
+        return n
+
+
 def _engine_turns(
     engine: ClawVMEngine, pages: Sequence[Page], turns: int, budget: int, name: str, result: SizeResult
 ) -> None:
     """Time whole turns on a loaded session: advance (recency decay), one validated boundary write with its
-    staged bookkeeping, and the assembly with fault observation. 20 warm-up turns are not counted."""
+    staged bookkeeping, and the assembly with fault observation. 20 warm-up turns are not counted. Each budget
+    gets its own written texts, so no run finds the previous run's token counts cached."""
     state = loaded_state(pages)
+    counter = engine.counter if isinstance(engine.counter, _TimedCounter) else None
     perf = time.perf_counter_ns
     totals: list[float] = []
     asm: list[float] = []
     writes: list[float] = []
-    for i, (req, wanted) in enumerate(_turn_inputs(pages, turns + 20, seed=len(pages))):
+    tokenize: list[float] = []
+    policy: list[float] = []
+    for i, (req, wanted) in enumerate(_turn_inputs(pages, turns + 20, seed=len(pages) * 100_000 + budget)):
+        counted = counter.spent_ns if counter else 0
         t0 = perf()
         engine.advance_turn(state, state.turn + 1)
         _validate_write(engine, state, replace(req, turn=state.turn))
         t1 = perf()
         engine._assemble(state, budget, wanted, None)
         t2 = perf()
-        if i >= 20:  # warm-up fills the token cache and the interpreter's caches, as a running server's are
+        if i >= 20:  # warm-up fills the interpreter's caches, as a running server's are
+            counted = (counter.spent_ns if counter else 0) - counted
             totals.append((t2 - t0) / 1e3)
             writes.append((t1 - t0) / 1e3)
             asm.append((t2 - t1) / 1e3)
-    s, a, w = Stats.of(totals), Stats.of(asm), Stats.of(writes)
+            tokenize.append(counted / 1e3)
+            policy.append((t2 - t0 - counted) / 1e3)
+    s, a, w, t, p = (Stats.of(v) for v in (totals, asm, writes, tokenize, policy))
     result.put(f"{name}_turn_us", median=s.median, p95=s.p95, max=s.max, n=s.n, budget=budget)
     result.put(f"{name}_assemble_us", median=a.median, p95=a.p95, max=a.max)
     result.put(f"{name}_write_us", median=w.median, p95=w.p95, max=w.max)
+    result.put(f"{name}_tokenize_us", median=t.median, p95=t.p95, max=t.max)
+    result.put(f"{name}_policy_us", median=p.median, p95=p.p95, max=p.max)
 
 
 def bench_engine(pages: Sequence[Page], plan: Plan, counter: TokenCounter, result: SizeResult) -> None:
-    engine = ClawVMEngine(_NoIO(), counter)  # type: ignore[arg-type]
+    engine = ClawVMEngine(_NoIO(), _TimedCounter(65_536))  # type: ignore[arg-type]
     _engine_turns(engine, pages, plan.engine_turns, PAPER_BUDGET, "paper", result)
     _engine_turns(engine, pages, plan.engine_turns, BUDGET, "engine", result)
     state = loaded_state(pages)
@@ -475,10 +500,15 @@ def render(results: Sequence[SizeResult]) -> str:
             n = f["naive_turn_us"]
             for key in ("paper", "engine"):
                 e, a, w = f[f"{key}_turn_us"], f[f"{key}_assemble_us"], f[f"{key}_write_us"]
+                t, p = f[f"{key}_tokenize_us"], f[f"{key}_policy_us"]
                 lines.append(
                     f"  engine per turn @{int(e['budget'])} tok   median {e['median']:.1f} µs  p95 "
                     f"{e['p95']:.1f}  max {e['max']:.1f}  (assembly+faults {a['median']:.1f}, "
-                    f"validated write {w['median']:.1f})"
+                    f"validated write {w['median']:.1f}, of which tokenizing it {t['median']:.1f})"
+                )
+                lines.append(
+                    f"    policy overhead (the turn less tokenizing) median {p['median']:.1f} µs  p95 {p['p95']:.1f}"
+                    f"  max {p['max']:.1f}"
                 )
             e = f["engine_turn_us"]
             lines.append(
