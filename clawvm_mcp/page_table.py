@@ -37,10 +37,11 @@ class PageSizes:
 
     page: Page
     levels: tuple[Fidelity, ...]  # lowest first
-    tokens: dict[Fidelity, int]  # per level, NONE -> 0
-    next_level: dict[Fidelity, Fidelity | None]  # the level an upgrade from here goes to
-    least_from: dict[Fidelity, int]  # fewest tokens at this level or above (NONE -> 0): what it can give back to
-    most_from: dict[Fidelity, int]  # most tokens at this level or above (NONE -> the largest level)
+    # indexed by level (NONE = 0 .. FULL = 4); levels off the page's path read 0 / None and are never asked for
+    tokens: tuple[int, ...]  # NONE -> 0
+    next_level: tuple[Fidelity | None, ...]  # the level an upgrade from here goes to
+    least_from: tuple[int, ...]  # fewest tokens at this level or above (NONE -> 0): what it can give back to
+    most_from: tuple[int, ...]  # most tokens at this level or above (NONE -> the largest level)
     floor: Fidelity  # the cheapest admissible level for the page's own floor
     pointer: int | None  # tokens at pointer, if the page may be shown as one
     full: int
@@ -54,24 +55,25 @@ class PageSizes:
     def of(cls, page: Page) -> PageSizes:
         levels = levels_for(page.type, page.min_fidelity)
         reps = page.representations
-        tokens = {NONE: 0, **{lv: reps[lv].tokens for lv in levels}}
-        next_level: dict[Fidelity, Fidelity | None] = {NONE: levels[0]}
-        least_from: dict[Fidelity, int] = {}
-        most_from: dict[Fidelity, int] = {}
-        least, most = tokens[levels[-1]], tokens[levels[-1]]
+        tokens = [0] * 5
+        for lv in levels:
+            tokens[lv] = reps[lv].tokens
+        next_level: list[Fidelity | None] = [None] * 5
+        least_from, most_from = [0] * 5, [0] * 5
+        least = most = tokens[levels[-1]]
         after: Fidelity | None = None
         for lv in reversed(levels):
             least, most = min(least, tokens[lv]), max(most, tokens[lv])
             least_from[lv], most_from[lv], next_level[lv] = least, most, after
             after = lv
-        least_from[NONE], most_from[NONE] = 0, most
+        next_level[NONE], most_from[NONE] = levels[0], most
         return cls(
             page=page,
             levels=levels,
-            tokens=tokens,
-            next_level=next_level,
-            least_from=least_from,
-            most_from=most_from,
+            tokens=tuple(tokens),
+            next_level=tuple(next_level),
+            least_from=tuple(least_from),
+            most_from=tuple(most_from),
             floor=page.at_least(page.min_fidelity),
             pointer=tokens[POINTER] if POINTER in levels else None,
             full=tokens[levels[-1]],
