@@ -94,6 +94,38 @@ MIGRATIONS: tuple[str, ...] = (
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
+# A page commit as ONE statement: an insert into this per-connection TEMP view runs the compare-and-swap upsert,
+# settles the earlier staged rows and writes the new journal row in its trigger. In autocommit that statement is
+# its own transaction (the write lock is taken when it starts, the fsync happens when it ends), so a single-page
+# commit is one trip to aiosqlite's thread instead of four. TEMP objects live with the connection: no migration.
+COMMIT_VIEW = (
+    "CREATE TEMP VIEW clawvm_commit(namespace, page_id, type, version, deleted, search_text, body, expected_version,"
+    " settles, session_id, entry_namespace, entry_page_id, op, commit_mode, request, reasons, turn)"
+    " AS SELECT " + ", ".join(["NULL"] * 17) + " WHERE 0",
+    """
+    CREATE TEMP TRIGGER clawvm_commit_page INSTEAD OF INSERT ON clawvm_commit BEGIN
+        INSERT INTO pages(namespace, page_id, type, version, deleted, search_text, body)
+        VALUES (NEW.namespace, NEW.page_id, NEW.type, NEW.version, NEW.deleted, NEW.search_text, NEW.body)
+        ON CONFLICT(namespace, page_id) DO UPDATE SET type=excluded.type, version=excluded.version,
+            deleted=excluded.deleted, search_text=excluded.search_text, body=excluded.body
+        WHERE pages.version = NEW.expected_version;
+        -- the compare-and-swap: no row written means another writer moved the page; undo the whole statement
+        SELECT RAISE(ABORT, 'clawvm: stale version') WHERE changes() != 1;
+        UPDATE journal SET status = 'committed', version = NEW.version
+        WHERE txn_id IN (SELECT value FROM json_each(NEW.settles)) AND status IN ('staged', 'validated');
+        INSERT INTO journal(session_id, namespace, page_id, op, status, commit_mode, request, reasons, version, turn)
+        SELECT NEW.session_id, NEW.entry_namespace, NEW.entry_page_id, NEW.op, 'committed', NEW.commit_mode,
+            NEW.request, NEW.reasons, NEW.version, NEW.turn
+        WHERE NEW.session_id IS NOT NULL;
+    END
+    """,
+)
+COMMIT_ROW = f"INSERT INTO clawvm_commit VALUES ({','.join('?' * 17)})"
+STALE = "clawvm: stale version"
+# the new journal row's txn_id comes back with the statement; RETURNING needs SQLite 3.35 (older: one more trip)
+RETURNING = sqlite3.sqlite_version_info >= (3, 35, 0)
+COMMIT_ROW_RETURNING = COMMIT_ROW + " RETURNING (SELECT max(txn_id) FROM journal)"
+
 
 def _search_text(page: Page) -> str:
     return f"{page.page_id}\n{page.title}\n{page.content}\n{dumps(page.fields)}".lower()
@@ -166,6 +198,8 @@ class SQLiteStore:
                 await c.execute(f"PRAGMA application_id = {APPLICATION_ID}")
                 await c.execute(f"PRAGMA user_version = {number}")
             log.info("migrated %s to schema v%d", self.path, number)
+        for statement in COMMIT_VIEW:
+            await c.execute(statement)
 
     async def _one(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Row | None:
         """First row in one trip to the connection's thread (execute + fetch + close would be three)."""
@@ -176,18 +210,23 @@ class SQLiteStore:
         row = await self._one(sql, params)
         return int(row[0]) if row is not None else 0
 
+    async def _write(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        """One statement that takes the write lock when it starts (BEGIN IMMEDIATE, or a write in autocommit), in one
+        trip. A busy file fails it before it changed anything: retried here, never shown to the model."""
+        for attempt in range(LOCK_RETRIES):
+            try:
+                return list(await self._conn.execute_fetchall(sql, params))
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc) or attempt == LOCK_RETRIES - 1:
+                    raise StoreError(f"database busy: {exc}") from exc
+                await asyncio.sleep(0.01 * (attempt + 1))
+        raise AssertionError("unreachable")
+
     @asynccontextmanager
     async def _transaction(self) -> AsyncGenerator[aiosqlite.Connection, None]:
         """BEGIN IMMEDIATE takes the write lock up front; a busy file is retried here, never shown to the model."""
         async with self._write_lock:
-            for attempt in range(LOCK_RETRIES):
-                try:
-                    await self._conn.execute("BEGIN IMMEDIATE")
-                    break
-                except sqlite3.OperationalError as exc:
-                    if "locked" not in str(exc) and "busy" not in str(exc) or attempt == LOCK_RETRIES - 1:
-                        raise StoreError(f"database busy: {exc}") from exc
-                    await asyncio.sleep(0.01 * (attempt + 1))
+            await self._write("BEGIN IMMEDIATE")
             try:
                 yield self._conn
             except BaseException:
@@ -269,51 +308,42 @@ class SQLiteStore:
             return await self._insert_entry(c, entry)
 
     async def commit(self, writes: list[PageCommit]) -> tuple[list[int], list[Conflict]]:
+        if len(writes) == 1 and RETURNING:  # page_write commit="now": one autocommit statement, one trip
+            async with self._write_lock:
+                try:
+                    rows = await self._write(COMMIT_ROW_RETURNING, _commit_row(writes[0]))
+                except sqlite3.IntegrityError as exc:
+                    if str(exc) != STALE:
+                        raise
+                else:
+                    return _settled(writes[0], rows[0][0]), []
+            # stale: the statement left nothing behind; the transaction below checks again and records the rejection
         conflicts: list[Conflict] = []
         committed: list[int] = []
-        async with self._transaction() as c:
+        async with self._transaction() as c:  # a boundary flush: every page in one transaction
             for w in writes:
-                txns = list(w.txn_ids)
-                # compare-and-swap in the upsert itself: the row changes only if it is still at expected_version
-                w.page.version = w.expected_version + 1
-                cur = await c.execute(
-                    "INSERT INTO pages(namespace, page_id, type, version, deleted, search_text, body)"
-                    " VALUES (?,?,?,?,?,?,?) ON CONFLICT(namespace, page_id) DO UPDATE SET type=excluded.type,"
-                    " version=excluded.version, deleted=excluded.deleted, search_text=excluded.search_text,"
-                    " body=excluded.body WHERE pages.version = ?",
-                    (
-                        w.namespace,
-                        w.page.page_id,
-                        w.page.type,
-                        w.page.version,
-                        int(w.page.deleted),
-                        _search_text(w.page),
-                        dumps(page_to_json(w.page)),
-                        w.expected_version,
-                    ),
-                )
-                if cur.rowcount != 1:
-                    w.page.version = w.expected_version
-                    current = await self._scalar(
-                        "SELECT version FROM pages WHERE namespace = ? AND page_id = ?", (w.namespace, w.page.page_id)
+                try:
+                    rows = list(
+                        await c.execute_fetchall(COMMIT_ROW_RETURNING if RETURNING else COMMIT_ROW, _commit_row(w))
                     )
-                    conflicts.append(Conflict(w.page.page_id, current))
-                    reasons = conflict_reasons(w.page.page_id, w.expected_version, current)
-                    if w.new_entry is not None:
-                        w.new_entry.status, w.new_entry.reasons = "rejected", reasons
-                        await self._insert_entry(c, w.new_entry)
-                    await self._mark(c, txns, "rejected", reasons)
+                except sqlite3.IntegrityError as exc:
+                    if str(exc) != STALE:
+                        raise
+                else:
+                    last = rows[0][0] if rows else await self._scalar("SELECT max(txn_id) FROM journal")
+                    committed.extend(_settled(w, last))
                     continue
-                if txns:  # earlier staged rows this commit settles
-                    await c.execute(
-                        f"UPDATE journal SET status = 'committed', version = ? WHERE txn_id IN ({','.join('?' * len(txns))})"
-                        " AND status IN ('staged', 'validated')",
-                        (w.page.version, *txns),
-                    )
-                if w.new_entry is not None:  # written as committed: no second statement to mark it
-                    w.new_entry.status, w.new_entry.version = "committed", w.page.version
-                    txns.append(await self._insert_entry(c, w.new_entry))
-                committed.extend(txns)
+                # ABORT undid only this page's statement; the transaction goes on with the others
+                w.page.version = w.expected_version
+                current = await self._scalar(
+                    "SELECT version FROM pages WHERE namespace = ? AND page_id = ?", (w.namespace, w.page.page_id)
+                )
+                conflicts.append(Conflict(w.page.page_id, current))
+                reasons = conflict_reasons(w.page.page_id, w.expected_version, current)
+                if w.new_entry is not None:
+                    w.new_entry.status, w.new_entry.reasons = "rejected", reasons
+                    await self._insert_entry(c, w.new_entry)
+                await self._mark(c, list(w.txn_ids), "rejected", reasons)
         return committed, conflicts
 
     async def _mark(
@@ -417,6 +447,37 @@ class SQLiteStore:
                 scored.append((-sum(t in row[1] for t in terms), page.page_id, page))
         scored.sort(key=lambda s: (s[0], s[1]))
         return [p for _, _, p in scored[:limit]]
+
+
+def _commit_row(w: PageCommit) -> tuple[Any, ...]:
+    """The clawvm_commit row of one page commit; the page is written at expected_version + 1."""
+    w.page.version = w.expected_version + 1
+    e = w.new_entry
+    return (
+        w.namespace,
+        w.page.page_id,
+        w.page.type,
+        w.page.version,
+        int(w.page.deleted),
+        _search_text(w.page),
+        dumps(page_to_json(w.page)),
+        w.expected_version,
+        dumps(w.txn_ids),
+        *(
+            (None,) * 8
+            if e is None
+            else (e.session_id, e.namespace, e.page_id, e.op, e.commit_mode, dumps(e.request), dumps(e.reasons), e.turn)
+        ),
+    )
+
+
+def _settled(w: PageCommit, last_txn_id: int) -> list[int]:
+    """The journal rows a committed page settled: the earlier staged ones, then the new row (the last one written)."""
+    txns = list(w.txn_ids)
+    if w.new_entry is not None:
+        w.new_entry.status, w.new_entry.version, w.new_entry.txn_id = "committed", w.page.version, int(last_txn_id)
+        txns.append(w.new_entry.txn_id)
+    return txns
 
 
 def _statements(script: str) -> list[str]:
