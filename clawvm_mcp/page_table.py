@@ -8,7 +8,7 @@ selector then spends per turn in proportion to what it installs, not to the tabl
 
 from __future__ import annotations
 
-from collections.abc import Callable, ItemsView, Iterable, Iterator, KeysView, MutableMapping, ValuesView
+from collections.abc import Callable, ItemsView, Iterable, Iterator, KeysView, MutableMapping, Sequence, ValuesView
 from dataclasses import dataclass
 
 from .cost_order import CostOrder
@@ -28,7 +28,12 @@ def reversed_key(page_id: str) -> str:
     Each character is mirrored below U+10FFFF and a terminator above them all is appended, so a proper prefix
     sorts after its extensions, exactly reversing ordinary string order. Page ids are ASCII.
     """
+    if page_id.isascii():
+        return page_id.translate(_MIRROR) + _REVERSED_TERMINATOR
     return "".join([chr(0x10FFFE - ord(ch)) for ch in page_id]) + _REVERSED_TERMINATOR
+
+
+_MIRROR = {i: chr(0x10FFFE - i) for i in range(128)}
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -74,7 +79,7 @@ class PageSizes:
             next_level=tuple(next_level),
             least_from=tuple(least_from),
             most_from=tuple(most_from),
-            floor=page.at_least(page.min_fidelity),
+            floor=_cheapest(levels, tokens, page.min_fidelity),
             pointer=tokens[POINTER] if POINTER in levels else None,
             full=tokens[levels[-1]],
             entry=tokens[levels[0]],
@@ -84,10 +89,22 @@ class PageSizes:
             hard=page.pin == "hard",
         )
 
+    def at_least(self, level: Fidelity) -> Fidelity:
+        """``Page.at_least`` from the counted sizes: the cheapest level at or above ``level``, ties higher."""
+        return _cheapest(self.levels, self.tokens, level)
+
     @property
     def free_need(self) -> int:
         """Tokens from where phase 1b leaves an unrequired page (pointer, or not shown) to its largest level."""
         return self.most_from[POINTER] - self.tokens[POINTER] if self.pointer is not None else self.most_from[NONE]
+
+
+def _cheapest(levels: tuple[Fidelity, ...], tokens: Sequence[int], level: Fidelity) -> Fidelity:
+    best: Fidelity | None = None
+    for lv in levels:  # lowest first, so "<=" lets a tie go to the higher level
+        if lv >= level and (best is None or tokens[lv] <= tokens[best]):
+            best = lv
+    return levels[-1] if best is None else best
 
 
 class PageTable(MutableMapping[str, Page]):

@@ -139,7 +139,7 @@ def select(
         s = sizes.get(page_id)
         if s is None:
             continue
-        at = s.page.at_least(max(want, s.page.min_fidelity))
+        at = s.at_least(want)  # its levels start at its floor
         if at > required.get(page_id, NONE):
             required[page_id] = at
             pinned.discard(page_id)

@@ -11,7 +11,7 @@ import pytest
 
 from clawvm_mcp import cost_order, selector
 from clawvm_mcp.cost_order import CostOrder
-from clawvm_mcp.page_table import PageTable, reversed_key
+from clawvm_mcp.page_table import PageSizes, PageTable, reversed_key
 from clawvm_mcp.pages import PAGE_TYPES, PINS, STORED_LEVELS, TYPE_POLICIES, Fidelity, Page, Provenance, Representation
 from clawvm_mcp.selector import Selection, SelectorPolicy, UpgradeMode, select
 from tests.support import reference_selector as ref
@@ -134,6 +134,16 @@ def test_page_table_sums_follow_every_change() -> None:
         assert table.prefetch_order.keys() == sorted(s.prefetch for s in live if s.pointer is not None), step
 
 
+def test_page_sizes_pick_the_floor_form_as_the_page_does() -> None:
+    rng = random.Random(3)
+    for _ in range(500):
+        page = _page(rng, "p")
+        sizes = PageSizes.of(page)
+        assert sizes.floor == page.at_least(page.min_fidelity)
+        for want in Fidelity:
+            assert sizes.at_least(want) == page.at_least(max(want, page.min_fidelity))
+
+
 def test_a_page_stored_under_another_id_is_refused() -> None:
     page = _page(random.Random(1), "a")
     with pytest.raises(KeyError):
@@ -141,7 +151,18 @@ def test_a_page_stored_under_another_id_is_refused() -> None:
 
 
 @pytest.mark.parametrize(
-    ("smaller", "larger"), [("a", "b"), ("ab", "abc"), ("", "a"), ("a/b", "a0"), ("p-1", "p.1"), ("z9", "za")]
+    ("smaller", "larger"),
+    [
+        ("a", "b"),
+        ("ab", "abc"),
+        ("", "a"),
+        ("a/b", "a0"),
+        ("p-1", "p.1"),
+        ("z9", "za"),
+        ("é", "éa"),
+        ("a", "é"),
+        ("aé", "b"),
+    ],
 )
 def test_reversed_key_reverses_string_order(smaller: str, larger: str) -> None:
     assert smaller < larger
