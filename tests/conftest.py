@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +10,26 @@ import pytest
 from mcp import Client
 
 from clawvm_mcp.server import ServerConfig, create_server
+from clawvm_mcp.store import SQLiteStore
+
+
+@pytest.fixture(autouse=True)
+def _stop_unclosed_stores(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """aiosqlite's worker thread is not a daemon: a test that fails before ``store.close()`` (its traceback keeps
+    the store alive) would leave pytest hanging at exit instead of reporting the failure. Stop each such thread
+    when its test ends."""
+    opened: list[SQLiteStore] = []
+    open_store = SQLiteStore.open
+
+    async def tracking_open(path: str | Path) -> SQLiteStore:
+        store = await open_store(path)
+        opened.append(store)
+        return store
+
+    monkeypatch.setattr(SQLiteStore, "open", tracking_open)
+    yield
+    for store in opened:
+        store._conn.stop()  # aiosqlite's public stop(): a no-op for a connection already closed
 
 
 @pytest.fixture
