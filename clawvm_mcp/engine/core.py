@@ -134,7 +134,7 @@ class ClawVMEngine:
                 budget=record.budget,
                 turn=record.turn,
                 resumed=resumed,
-                pages=len(state.live()),
+                pages=len(state.pages.sizes),
                 bootstrap=results,
                 settled_committed=settled_ok,
                 settled_rejected=settled_bad,
@@ -289,7 +289,7 @@ class ClawVMEngine:
             tool_call_exists=lambda cid: cid in state.call_ids,
             can_write_scope=lambda scope: scope == "session" or self.config.can_write_project(project_id),
             hard_floor_tokens=lambda: sum(
-                floor_tokens(p) for p in state.live() if p.pin == "hard" and p.page_id != req.page_id
+                floor_tokens(state.pages.sizes[pid].page) for pid in state.pages.hard if pid != req.page_id
             ),
             budget=state.record.budget,
             floor_tokens=floor_tokens,
@@ -800,7 +800,7 @@ class ClawVMEngine:
                 state.recency.clear()
             if self.policy.selector.auto_pin_hard:
                 reinjected = sorted(
-                    p.page_id for p in state.live() if p.pin == "hard" and p.type in ("bootstrap", "constraint")
+                    pid for pid in state.pages.hard if state.pages[pid].type in ("bootstrap", "constraint")
                 )
         if event == "session_end":
             state.record.ended = True
@@ -839,7 +839,7 @@ class ClawVMEngine:
             thrash=round(obs.thrash, 6),
             physical_insufficiency=obs.physical_insufficiency,
             journal=await self.store.journal_counts(state.session_id),
-            pages=len(state.live()),
+            pages=len(state.pages.sizes),
             dirty_pages=sum(1 for p in state.live() if p.dirty),
         )
 
