@@ -86,6 +86,13 @@ class MemoryStore:
     async def stage(self, entry: JournalEntry) -> int:
         return self._insert(entry)
 
+    async def try_commit(self, write: PageCommit) -> list[int] | None:
+        key = (write.namespace, write.page.page_id)
+        if (self._pages[key][0].version if key in self._pages else 0) != write.expected_version:
+            return None
+        committed, _ = await self.commit([write])
+        return committed
+
     async def commit(self, writes: list[PageCommit]) -> tuple[list[int], list[Conflict]]:
         conflicts: list[Conflict] = []
         committed: list[int] = []

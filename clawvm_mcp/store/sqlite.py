@@ -307,17 +307,27 @@ class SQLiteStore:
         async with self._transaction() as c:
             return await self._insert_entry(c, entry)
 
+    async def try_commit(self, write: PageCommit) -> list[int] | None:
+        """page_write commit="now": one autocommit statement, one trip. None if the page is not at
+        ``expected_version`` (the statement left nothing behind) or SQLite lacks RETURNING."""
+        if not RETURNING:
+            return None
+        async with self._write_lock:
+            try:
+                rows = await self._write(COMMIT_ROW_RETURNING, _commit_row(write))
+            except sqlite3.IntegrityError as exc:
+                if str(exc) != STALE:
+                    raise
+                write.page.version = write.expected_version
+                return None
+        return _settled(write, rows[0][0])
+
     async def commit(self, writes: list[PageCommit]) -> tuple[list[int], list[Conflict]]:
-        if len(writes) == 1 and RETURNING:  # page_write commit="now": one autocommit statement, one trip
-            async with self._write_lock:
-                try:
-                    rows = await self._write(COMMIT_ROW_RETURNING, _commit_row(writes[0]))
-                except sqlite3.IntegrityError as exc:
-                    if str(exc) != STALE:
-                        raise
-                else:
-                    return _settled(writes[0], rows[0][0]), []
-            # stale: the statement left nothing behind; the transaction below checks again and records the rejection
+        if len(writes) == 1:
+            done = await self.try_commit(writes[0])
+            if done is not None:
+                return done, []
+            # stale: nothing was written; the transaction below checks again and records the rejection
         conflicts: list[Conflict] = []
         committed: list[int] = []
         async with self._transaction() as c:  # a boundary flush: every page in one transaction
