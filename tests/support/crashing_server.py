@@ -1,10 +1,12 @@
 """``clawvm-mcp`` with a deterministic crash point, for the crash-safety suite. Run as a script.
 
 ``CLAWVM_TEST_CRASH=KIND:N`` makes the server SIGKILL itself (no cleanup, no flush, exactly like ``kill -9``) at
-the N-th occurrence of one SQL event, counted from process start:
+the N-th occurrence of one SQL event, counted from process start. A page commit is either one autocommit
+statement (an insert into the ``clawvm_commit`` view: a single-page ``commit: now``) or part of an explicit
+transaction (a boundary flush, a rejection):
 
-- ``before-commit``: just before ``COMMIT`` is sent: the transaction's writes are done but not durable.
-- ``after-commit``: just after ``COMMIT`` returned: durable, but the client never hears about it.
+- ``before-commit``: just before ``COMMIT`` or a one-statement commit is sent: nothing of it is durable.
+- ``after-commit``: just after either returned: durable, but the client never hears about it.
 - ``mid-txn``: just after a page row was written inside an open transaction (a half-applied commit).
 - ``after-stage``: just after a journal row was inserted, before its transaction commits.
 - ``mid-flush``: just after a page row was written by a boundary flush (several staged pages, one transaction).
@@ -35,34 +37,49 @@ def _die() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _matches(sql: str) -> bool:
+def _matches(sql: str, in_transaction: bool) -> bool:
     head = sql.lstrip().upper()
+    page_row = head.startswith(("INSERT INTO PAGES", "INSERT INTO CLAWVM_COMMIT"))
     if KIND in ("before-commit", "after-commit"):
-        return head.startswith("COMMIT")
+        return head.startswith("COMMIT") or (page_row and not in_transaction)
     if KIND == "mid-txn":
-        return head.startswith("INSERT INTO PAGES")
+        return page_row and in_transaction
     if KIND == "after-stage":
         return head.startswith("INSERT INTO JOURNAL")
     if KIND == "mid-flush":
-        return in_flush and head.startswith("INSERT INTO PAGES")
+        return in_flush and page_row
     return False
 
 
-_execute = aiosqlite.Connection.execute
-
-
-@contextmanager
-async def _crashing_execute(self: aiosqlite.Connection, sql: str, parameters: Any = None) -> aiosqlite.Cursor:
+def _before(conn: aiosqlite.Connection, sql: str) -> bool:
     global seen
-    hit = _matches(sql)
+    hit = _matches(sql, conn.in_transaction)
     if hit:
         seen += 1
         if seen == TARGET and KIND == "before-commit":
             _die()
+    return hit
+
+
+_execute = aiosqlite.Connection.execute
+_execute_fetchall = aiosqlite.Connection.execute_fetchall
+
+
+@contextmanager
+async def _crashing_execute(self: aiosqlite.Connection, sql: str, parameters: Any = None) -> aiosqlite.Cursor:
+    hit = _before(self, sql)
     cursor = await _execute(self, sql, parameters)
     if hit and seen == TARGET:
         _die()
     return cursor
+
+
+async def _crashing_execute_fetchall(self: aiosqlite.Connection, sql: str, parameters: Any = None) -> Any:
+    hit = _before(self, sql)
+    rows = await _execute_fetchall(self, sql, parameters)
+    if hit and seen == TARGET:
+        _die()
+    return rows
 
 
 _flush = ClawVMEngine._flush  # pyright: ignore[reportPrivateUsage]
@@ -78,6 +95,7 @@ async def _flagged_flush(self: ClawVMEngine, state: Any) -> tuple[int, int]:
 
 
 aiosqlite.Connection.execute = _crashing_execute  # type: ignore[method-assign]
+aiosqlite.Connection.execute_fetchall = _crashing_execute_fetchall  # type: ignore[method-assign]
 ClawVMEngine._flush = _flagged_flush  # type: ignore[method-assign]  # pyright: ignore[reportPrivateUsage]
 
 if __name__ == "__main__":
