@@ -26,7 +26,7 @@ def reversed_key(page_id: str) -> str:
     """A string that sorts in the reverse order of ``page_id`` (the upgrade heap's tie-break: later id first).
 
     Each character is mirrored below U+10FFFF and a terminator above them all is appended, so a proper prefix
-    sorts after its extensions, exactly reversing ordinary string order. Page ids are ASCII.
+    sorts after its extensions, exactly reversing ordinary string order. Valid page ids are ASCII: one translate.
     """
     if page_id.isascii():
         return page_id.translate(_MIRROR) + _REVERSED_TERMINATOR

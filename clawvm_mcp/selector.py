@@ -67,7 +67,7 @@ class Selection:
         shortfall_tokens: int,
     ) -> None:
         self._sizes = sizes  # a snapshot: the trace describes the table as it was selected
-        self._levels = levels  # pages placed below full, or every placed page when not all_full
+        self._levels = levels  # every page placed and its level (all_full needs none of it)
         self._reasons = reasons
         self._all_full = all_full  # every page at full, reason "upgraded" unless it has one in _reasons
         self._choices: tuple[Choice, ...] | None = None
@@ -180,28 +180,8 @@ def select(
 
     all_full = False
     if policy.upgrade_mode != "none":
-        # tokens every page would still spend on the way to its largest level, from where phase 1 left it (a
-        # required page that did not fit would spend more than is left, so it rules the shortcut out at once)
-        need = left + 1
-        if unmet:
-            pass
-        elif all_pointers:
-            need = table.sum_free_need
-            for pid in required:
-                need -= sizes[pid].free_need
-        else:
-            need = table.sum_most
-            for pid in level:
-                s = sizes[pid]
-                need -= s.most_from[NONE]
-                if pid not in required:
-                    need += s.most_from[POINTER] - s.tokens[POINTER]
-        if not unmet:
-            for pid, lv in level.items():
-                if pid in required:
-                    s = sizes[pid]
-                    need += s.most_from[lv] - s.tokens[lv]
-        if need <= left:
+        # a required page that did not fit would spend more than is left, so it rules the shortcut out at once
+        if not unmet and _spend_to_full(table, required, level, all_pointers) <= left:
             # every step fits whatever the order (no page ever holds more than its largest level), so the greedy
             # walk would end with every page at its largest level: take that outcome directly
             all_full, left = True, budget - table.sum_full  # every page at full
@@ -223,6 +203,29 @@ def select(
         unmet_required=tuple(unmet),
         shortfall_tokens=max(0, required_total - budget) if unmet else 0,
     )
+
+
+def _spend_to_full(
+    table: PageTable, required: Mapping[str, Fidelity], level: Mapping[str, Fidelity], all_pointers: bool
+) -> int:
+    """Tokens every page would still spend on the way to its largest level from where phase 1 left it."""
+    sizes = table.sizes
+    if all_pointers:
+        need = table.sum_free_need
+        for pid in required:
+            need -= sizes[pid].free_need
+    else:
+        need = table.sum_most
+        for pid in level:
+            s = sizes[pid]
+            need -= s.most_from[NONE]
+            if pid not in required:
+                need += s.most_from[POINTER] - s.tokens[POINTER]
+    for pid, lv in level.items():
+        if pid in required:
+            s = sizes[pid]
+            need += s.most_from[lv] - s.tokens[lv]
+    return need
 
 
 def _all_at_pointer(
