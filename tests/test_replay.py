@@ -42,6 +42,14 @@ BAD = [
         [START, '{"op":"page","turn":1,"page":{"page_id":"a","type":"plan","tokens":{"huge":3,"full":9}}}'],
         "t.jsonl:2: page 'a': unknown level 'huge'",
     ),
+    (
+        [START, '{"op":"page","turn":1,"page":{"page_id":"a","type":"plan","content":"x","base_utility":NaN}}'],
+        "t.jsonl:2: page 'base_utility' must be a finite non-negative number, got nan",
+    ),
+    (
+        [START, '{"op":"page","turn":1,"page":{"page_id":"a","type":"plan","content":"x","recompute_cost":Infinity}}'],
+        "t.jsonl:2: page 'recompute_cost' must be a finite non-negative number, got inf",
+    ),
     ([START, '{"op":"demand","turn":1,"page_id":"a","fidelity":"none"}'], "t.jsonl:2: fidelity must be one of"),
     ([START, '{"op":"demand","turn":1,"page_id":"Bad Id"}'], "t.jsonl:2: 'page_id' must be a page id"),
     (

@@ -6,6 +6,7 @@ A trace is checked completely before anything runs, so a replay never stops half
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -138,8 +139,9 @@ def _number(line: _Line, page: Mapping[str, object], key: str) -> float | None:
     value = page.get(key)
     if value is None:
         return None
-    if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
-        raise line.fail(f"page {key!r} must be a non-negative number, got {value!r}")
+    # NaN passes "< 0" and JSON in Python accepts it; it would make every ordering by utility undefined
+    if not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value < math.inf:
+        raise line.fail(f"page {key!r} must be a finite non-negative number, got {value!r}")
     return float(value)
 
 
