@@ -8,6 +8,7 @@ kept in blocks that know their cheapest cost, so a walk skips a whole block that
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
+from collections.abc import Iterator
 from typing import Any, Generic, Protocol, TypeVar
 
 
@@ -35,6 +36,10 @@ class CostOrder(Generic[K]):
 
     def keys(self) -> list[K]:
         return [key for keys in self._keys for key in keys]
+
+    def blocks(self) -> Iterator[tuple[list[K], list[int], int]]:
+        """Keys and costs block by block, in order, each with its cheapest cost (at most that: a bound)."""
+        return zip(self._keys, self._costs, self._mins, strict=True)
 
     def add(self, key: K, cost: int) -> None:
         if not self._keys:

@@ -168,15 +168,14 @@ def select(
         if rest <= left:
             all_pointers, left = True, left - rest
         else:
-            order = table.prefetch_order
-            pos = order.next_within(order.start(), left)
-            while pos is not None:
-                (_, _, pid), cost = order.at(pos)
-                if pid not in required:
-                    level[pid] = POINTER
-                    reason[pid] = "pointer-prefetch"
-                    left -= cost
-                pos = order.next_within(order.after(pos), left)
+            for keys, costs, cheapest in table.prefetch_order.blocks():
+                if cheapest > left:
+                    continue  # nothing in this block fits
+                for (_, _, pid), cost in zip(keys, costs, strict=True):
+                    if cost <= left and pid not in required:
+                        level[pid] = POINTER
+                        reason[pid] = "pointer-prefetch"
+                        left -= cost
 
     all_full = False
     if policy.upgrade_mode != "none":
