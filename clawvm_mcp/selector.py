@@ -267,7 +267,7 @@ def _upgrade(
     single pass strands pages whose cheaper-than-expected levels sort ahead of the step that unlocks them). A step
     popped when it no longer fits is dropped, and its page goes no further this turn.
 
-    Two things keep the walk in proportion to what lands rather than to the table:
+    These keep the walk in proportion to what lands rather than to the table:
 
     - ``reach``: sizes are not monotone in fidelity, so a page can give tokens back by moving up to a smaller
       level. ``left`` plus everything the pages could still give back is ``budget`` minus, per page, the fewest
@@ -277,6 +277,9 @@ def _upgrade(
       demand) are not pushed at all: the table keeps them in heap order (a ``Stream``). The walk merges that
       stream with the heap, jumping straight to the next stream step that fits what is left: every stream step it
       jumps over comes before whatever the heap pops next and does not fit, so the heap would have dropped it.
+    - Steps that cost nothing or give tokens back always fit and would pop before any other (their ratio is
+      infinite); only their own page depends on when they land, so they skip the heap. And once neither the
+      stream nor the heap has a step that fits, nothing can land to give tokens back: the walk ends there.
     """
     sizes = table.sizes
     heap: list[Step] = []  # a StepKey and the step's size
