@@ -15,7 +15,7 @@ import pytest
 from clawvm_mcp.engine import ClawVMEngine
 from clawvm_mcp.journal import WriteRequest
 from clawvm_mcp.pages import Page, Provenance
-from clawvm_mcp.store import SQLiteStore
+from clawvm_mcp.store import SQLiteStore, StoreError
 from clawvm_mcp.store import sqlite as sqlite_store
 from clawvm_mcp.store.base import Conflict, JournalEntry, PageCommit, dumps, page_to_json
 
@@ -168,3 +168,13 @@ async def test_single_page_commit_waits_for_another_processs_write_lock(store: S
         release.join()
         other.close()
     assert (await page(store, "pref/a")).content == "k: after the lock"
+
+
+@pytest.mark.anyio
+async def test_a_sqlite_without_json_functions_is_refused_at_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The commit trigger needs json_each; a build without it must fail when the store opens, with a reason."""
+    monkeypatch.setattr(sqlite_store, "JSON_PROBE", "SELECT count(*) FROM json_each_missing('[1]')")
+    with pytest.raises(StoreError, match="lacks the JSON functions"):
+        await SQLiteStore.open(tmp_path / "m.db")

@@ -120,6 +120,7 @@ COMMIT_VIEW = (
     END
     """,
 )
+JSON_PROBE = "SELECT count(*) FROM json_each('[1]')"
 COMMIT_ROW = f"INSERT INTO clawvm_commit VALUES ({','.join('?' * 17)})"
 STALE = "clawvm: stale version"
 # the new journal row's txn_id comes back with the statement; RETURNING needs SQLite 3.35 (older: one more trip)
@@ -188,6 +189,13 @@ class SQLiteStore:
             raise StoreError(f"{self.path} is a SQLite database of another application; refusing to touch it")
         if version > SCHEMA_VERSION:
             raise StoreError(f"{self.path} has schema v{version}; this clawvm-mcp knows up to v{SCHEMA_VERSION}")
+        try:  # the commit trigger settles staged rows through json_each: fail here, not at the first write
+            await self._scalar(JSON_PROBE)
+        except sqlite3.OperationalError as exc:
+            raise StoreError(
+                f"this Python's SQLite {sqlite3.sqlite_version} lacks the JSON functions clawvm-mcp needs ({exc}); "
+                "use a Python whose sqlite3 module has them (SQLite 3.38+ builds them in)"
+            ) from exc
         await c.execute("PRAGMA journal_mode = WAL")
         await c.execute("PRAGMA synchronous = FULL")
         await c.execute("PRAGMA foreign_keys = ON")
