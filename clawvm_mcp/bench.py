@@ -254,7 +254,7 @@ def _engine_turns(
     result.put(f"{name}_policy_us", median=p.median, p95=p.p95, max=p.max)
 
 
-def bench_engine(pages: Sequence[Page], plan: Plan, counter: TokenCounter, result: SizeResult) -> None:
+def bench_engine(pages: Sequence[Page], plan: Plan, result: SizeResult) -> None:
     engine = ClawVMEngine(_NoIO(), _TimedCounter(65_536))  # type: ignore[arg-type]
     _engine_turns(engine, pages, plan.engine_turns, PAPER_BUDGET, "paper", result)
     _engine_turns(engine, pages, plan.engine_turns, BUDGET, "engine", result)
@@ -553,7 +553,7 @@ def run(sizes: Sequence[int], quick: bool, parts: set[str], out: Path | None = N
             pages = make_pages(all_requests[:n], counter)
             result = SizeResult(n)
             if "engine" in parts:
-                bench_engine(pages, plan, counter, result)
+                bench_engine(pages, plan, result)
             if parts & {"stdio", "commits"}:
                 db = Path(tmp) / f"bench-{n}.db"
                 anyio.run(populate, db, pages)
