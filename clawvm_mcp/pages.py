@@ -37,6 +37,9 @@ class Fidelity(IntEnum):
 
     @classmethod
     def parse(cls, name: str) -> Fidelity:
+        level = _BY_LABEL.get(name)  # the stored and documented spelling: a lookup (five per page loaded)
+        if level is not None:
+            return level
         try:
             return cls[name.upper()]
         except KeyError:
@@ -52,6 +55,7 @@ _LABELS: dict[Fidelity, FidelityName] = {
     Fidelity.COMPRESSED: "compressed",
     Fidelity.FULL: "full",
 }
+_BY_LABEL: dict[str, Fidelity] = {label: level for level, label in _LABELS.items()}
 STORED_LEVELS: tuple[Fidelity, ...] = (Fidelity.POINTER, Fidelity.STRUCTURED, Fidelity.COMPRESSED, Fidelity.FULL)
 
 FieldKind = Literal["str", "list"]

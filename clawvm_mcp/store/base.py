@@ -127,10 +127,6 @@ def page_to_json(page: Page) -> dict[str, object]:
     }
 
 
-# a session load parses five level labels a page: a lookup, not Fidelity.parse's exception handling
-_LEVELS: dict[str, Fidelity] = {lv.label: lv for lv in Fidelity}
-
-
 def page_from_json(data: dict[str, object]) -> Page:
     prov = data["provenance"]
     reps = data["representations"]
@@ -140,13 +136,13 @@ def page_from_json(data: dict[str, object]) -> Page:
         type=data["type"],  # type: ignore[arg-type]
         scope=data["scope"],  # type: ignore[arg-type]
         pin=data["pin"],  # type: ignore[arg-type]
-        min_fidelity=_LEVELS[str(data["min_fidelity"])],
+        min_fidelity=Fidelity.parse(str(data["min_fidelity"])),
         version=int(data["version"]),  # type: ignore[call-overload]
         provenance=Provenance(prov["source"], str(prov["ref"]), int(prov["turn"])),  # pyright: ignore
         content=str(data["content"]),
         fields=data["fields"],  # type: ignore[arg-type]
         explicit_fields=data.get("explicit_fields") or {},  # type: ignore[arg-type]
-        representations={_LEVELS[k]: Representation(v[0], int(v[1])) for k, v in reps.items()},  # pyright: ignore
+        representations={Fidelity.parse(k): Representation(v[0], int(v[1])) for k, v in reps.items()},  # pyright: ignore
         recompute_cost=float(data["recompute_cost"]),  # type: ignore[arg-type]
         base_utility=float(data["base_utility"]),  # type: ignore[arg-type]
         created_turn=int(data["created_turn"]),  # type: ignore[call-overload]
