@@ -322,17 +322,7 @@ class ClawVMEngine:
                     Reason("SCHEMA_INVALID", f"session page limit of {self.config.max_pages_per_session} reached")
                 ]
                 merged = None
-        entry = JournalEntry(
-            state.session_id,
-            ns,
-            req.page_id,
-            req.op,
-            "staged",
-            req.commit,
-            req.to_json(),
-            state.turn,
-            [{"code": r.code, "detail": r.detail} for r in reasons],
-        )
+        entry = self._entry(state, ns, req, reasons)
         if merged is None:
             entry.status = "rejected"
             if settles is None:
@@ -392,14 +382,20 @@ class ClawVMEngine:
         )
         if reasons or merged is None:
             return None
-        entry = JournalEntry(
-            state.session_id, ns, req.page_id, req.op, "staged", req.commit, req.to_json(), state.turn, []
-        )
+        entry = self._entry(state, ns, req, reasons)
         merged.dirty = False
         if await self.store.try_commit(PageCommit(ns, merged, current.version, [], entry)) is None:
             return None
         self._install(state, ns, merged)
         return WriteResult(status="committed", page_id=req.page_id, version=merged.version, txn_id=entry.txn_id)
+
+    @staticmethod
+    def _entry(state: SessionState, ns: str, req: WriteRequest, reasons: list[Reason]) -> JournalEntry:
+        """The journal row of a write, before the store settles its status."""
+        rows = [{"code": r.code, "detail": r.detail} for r in reasons]
+        return JournalEntry(
+            state.session_id, ns, req.page_id, req.op, "staged", req.commit, req.to_json(), state.turn, rows
+        )
 
     def _install(self, state: SessionState, ns: str, page: Page) -> None:
         if page.deleted:
