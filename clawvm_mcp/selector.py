@@ -296,16 +296,7 @@ def _upgrade(
             if delta <= 0:
                 free.append((pid, nxt))
             elif delta <= reach:
-                heap.append(
-                    (
-                        -score(s.page, mode, recency.get(pid, 0.0), future.get(pid, 0)) / delta,
-                        s.tie,
-                        -nxt,
-                        pid,
-                        nxt,
-                        delta,
-                    )
-                )
+                heap.append(_step(s, nxt, delta, mode, recency, future))
     skip = set(level)  # pages the stream must not offer: shown already, or scored by recency or future here
     for pid in (*recency, *future):
         scored = sizes.get(pid)
@@ -316,8 +307,7 @@ def _upgrade(
         if delta <= 0:
             free.append((pid, nxt))
         elif delta <= reach:
-            ratio = score(scored.page, mode, recency.get(pid, 0.0), future.get(pid, 0)) / delta
-            heap.append((-ratio, scored.tie, -nxt, pid, nxt, delta))
+            heap.append(_step(scored, nxt, delta, mode, recency, future))
     key = _stream_key(mode)
     streaming = len(sizes) - len(skip) > _STREAM_FROM
     if streaming:
@@ -383,8 +373,21 @@ def _upgrade(
         if delta <= 0:
             free.append((pid, after))
         elif delta <= reach:
-            ratio = score(s.page, mode, recency.get(pid, 0.0), future.get(pid, 0)) / delta
-            heappush(heap, (-ratio, s.tie, -after, pid, after, delta))
+            heappush(heap, _step(s, after, delta, mode, recency, future))
+
+
+def _step(
+    s: PageSizes,
+    level: Fidelity,
+    delta: int,
+    mode: UpgradeMode,
+    recency: Mapping[str, float],
+    future: Mapping[str, int],
+) -> Step:
+    """A heap entry: the step of page ``s`` up to ``level``, costing ``delta`` > 0 tokens, keyed by score per token."""
+    pid = s.page.page_id
+    ratio = score(s.page, mode, recency.get(pid, 0.0), future.get(pid, 0)) / delta
+    return (-ratio, s.tie, -level, pid, level, delta)
 
 
 @lru_cache(maxsize=8)
