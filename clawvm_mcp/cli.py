@@ -16,7 +16,7 @@ from .cli_options import add_db, add_grants, add_principal, db_path, grants
 from .engine import EngineConfig
 
 log = logging.getLogger("clawvm_mcp")
-VERBS = ("serve", "lifecycle", "inspect", "import", "replay", "sweep", "workloads", "bench")
+VERBS = ("serve", "lifecycle", "inspect", "import", "replay", "sweep", "workloads", "bench", "hook")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,9 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
     insp.set_defaults(func=cmd_inspect)
 
     from . import bench, importer
+    from .harness import claude_code
     from .replay import cli as replay_cli
 
     importer.register(sub)
+    claude_code.register(sub)
     replay_cli.register(sub)
     bench.register(sub)
     return parser
