@@ -1,15 +1,9 @@
-"""A minimal agent-harness adapter for clawvm-mcp, with a demo agent loop that needs no LLM.
+"""Demo of the Python harness adapter (``clawvm_mcp.harness.ClawVMHarness``): a scripted agent loop, no LLM.
 
-An MCP server cannot see the harness's compactions, resets or turn boundaries; the harness has to say so. This
-adapter is the whole integration for a Python agent loop, over a real MCP client and the stdio transport:
-
-    session_start      once, with the agent's bootstrap pages (they stay hard-pinned)
-    context_assemble   before every model call: the prompt for the token budget, floors guaranteed
-    tool_execute       around every tool call: a repeat whose result is still resolvable is served from memory
-    page_write         for what the agent decides to keep (here staged until the next boundary)
-    lifecycle          turn_end after each turn; compaction / reset / session_end when the harness does them
-
-Run the demo (a scripted "model" reads files, keeps a plan, gets compacted, and finishes):
+The "model" reads files, keeps a plan, is compacted, edits a file and reads it again. What it shows:
+- a repeat of a read whose stored result is still valid is served from memory (not run again);
+- after the edit, the read of the edited file runs again and its new result replaces the stored one;
+- the pinned rules are back in the prompt after compaction, and the staged plan notes are committed.
 
     python examples/harness_adapter.py [--db PATH] [--session ID]
 
@@ -20,118 +14,49 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import anyio
-from mcp import Client, StdioServerParameters
-from mcp.types import TextContent
+
+from clawvm_mcp.harness import ClawVMHarness
 
 Json = dict[str, Any]
-ToolFn = Callable[[Mapping[str, Any]], str]
 
-
-class ClawVMError(RuntimeError):
-    """A tool call the server refused (its message says what to do next)."""
-
-
-@dataclass
-class ClawVMHarness:
-    """The calls a harness makes into clawvm-mcp, one method per harness event."""
-
-    client: Client
-    session_id: str
-    tool_runs: int = 0  # tools actually executed (a duplicate_signature hit is not one)
-    log: list[str] = field(default_factory=lambda: [])
-
-    @classmethod
-    @asynccontextmanager
-    async def connect(
-        cls, db: Path, session_id: str, command: Sequence[str] | None = None
-    ) -> AsyncIterator[ClawVMHarness]:
-        """Start ``clawvm-mcp serve --db DB`` over stdio (the SDK gives the child a minimal environment: pass it)."""
-        argv = list(command or [sys.executable, "-m", "clawvm_mcp", "serve"])
-        env = {**os.environ, "CLAWVM_LOG": os.environ.get("CLAWVM_LOG", "WARNING")}
-        params = StdioServerParameters(command=argv[0], args=[*argv[1:], "--db", str(db)], env=env)
-        async with Client(params) as client:
-            yield cls(client, session_id)
-
-    async def call(self, name: str, /, **args: Any) -> Json:
-        """Call one clawvm-mcp tool for this session; a refusal raises ClawVMError with the server's message."""
-        result = await self.client.call_tool(name, {"session_id": self.session_id, **args})
-        if result.is_error:
-            text = " ".join(b.text for b in result.content if isinstance(b, TextContent))
-            raise ClawVMError(text or f"{name} failed")
-        if result.structured_content is None:
-            raise ClawVMError(f"{name} returned no structured content")
-        return dict(result.structured_content)
-
-    # -- harness events ---------------------------------------------------------------------------------------
-
-    async def start(self, bootstrap: Sequence[Mapping[str, str]] = (), budget: int = 1200) -> Json:
-        return await self.call("session_start", budget=budget, bootstrap=[dict(b) for b in bootstrap])
-
-    async def context(self, demands: Sequence[tuple[str, str]] = (), budget: int | None = None) -> Json:
-        """Call before every model call; the result's ``prompt`` goes in front of the model's messages."""
-        args: Json = {"demands": [{"page_id": p, "fidelity": f} for p, f in demands]}
-        if budget is not None:
-            args["budget"] = budget
-        return await self.call("context_assemble", **args)
-
-    async def run_tool(self, name: str, args: Mapping[str, Any], fn: ToolFn) -> tuple[str, str]:
-        """Run a tool through the memory: (result, status). A resolvable repeat is not run again."""
-        first = await self.call("tool_execute", tool=name, args=dict(args))
-        if first["status"] == "duplicate_signature":
-            return str(first.get("stored_result") or ""), "duplicate_signature"
-        self.tool_runs += 1
-        result = fn(args)
-        await self.call("tool_execute", tool=name, args=dict(args), result=result)
-        return result, str(first["status"])
-
-    async def remember(self, page_id: str, page_type: str, content: str, commit: str = "boundary") -> Json:
-        """Create the page, or append to it; with commit="boundary" it is committed at the next lifecycle event."""
-        prov = {"source": "model", "ref": "ext:agent-loop", "turn": 0}
-        read = await self.call("page_read", page_id=page_id, fidelity="pointer")
-        op = "append" if read["outcome"] == "hit" else "create"
-        extra: Json = {"type": page_type} if op == "create" else {}
-        return await self.call(
-            "page_write", page_id=page_id, op=op, content=content, provenance=prov, commit=commit, **extra
-        )
-
-    async def lifecycle(self, event: str) -> Json:
-        return await self.call("lifecycle", event=event)
-
-    async def stats(self) -> Json:
-        return await self.call("session_stats")
-
-
-# ------------------------------------------------------------------------------------------------------ demo
-
-FILES = {
-    "app.py": "def handler(event):\n    return {'status': 200, 'body': render(event)}\n",
-    "render.py": "def render(event):\n    return f\"hello {event['name']}\"\n",
-}
 BOOTSTRAP = [
     {
         "page_id": "rules",
         "content": "# House rules\n- never push to main\n- run the tests before merging\n- ask before deleting data",
     },
 ]
+IDEMPOTENT = {"read_file": True, "write_file": False}
 
 
-def read_file(args: Mapping[str, Any]) -> str:
-    path = str(args["path"])
-    return FILES.get(path, f"error: no file {path}")
+@dataclass
+class Workspace:
+    """The demo's files: ``write_file`` changes them, which is the side effect memory must not hide."""
+
+    files: dict[str, str] = field(
+        default_factory=lambda: {
+            "app.py": "def handler(event):\n    return {'status': 200, 'body': render(event)}\n",
+            "render.py": "def render(event):\n    return f\"hello {event['name']}\"\n",
+        }
+    )
+
+    def read_file(self, args: Mapping[str, Any]) -> str:
+        path = str(args["path"])
+        return self.files.get(path, f"error: no file {path}")
+
+    def write_file(self, args: Mapping[str, Any]) -> str:
+        self.files[str(args["path"])] = str(args["content"])
+        return f"wrote {args['path']}"
 
 
-TOOLS: dict[str, ToolFn] = {"read_file": read_file}
-
+PATCHED = "def render(event):\n    return f\"Hello, {event['name']}!\"\n"
 # A scripted "model": per turn, the tool calls it asks for and the note it keeps. No LLM involved.
 SCRIPT: list[Json] = [
     {"tools": [("read_file", {"path": "app.py"})], "note": "Fix the greeting\n- [x] read app.py\n- [ ] read render.py"},
@@ -140,14 +65,19 @@ SCRIPT: list[Json] = [
         "note": "- [ ] patch render.py",
     },
     {"compact": True},
-    {"tools": [("read_file", {"path": "app.py"})], "note": "- [x] patch render.py"},
+    {
+        "tools": [("write_file", {"path": "render.py", "content": PATCHED}), ("read_file", {"path": "render.py"})],
+        "note": "- [x] patch render.py",
+    },
 ]
 
 
 async def run_demo(db: Path, session_id: str = "demo", out: Callable[[str], None] = print) -> Json:
     """Drive the scripted agent through the adapter; returns a summary (also what the test checks)."""
-    statuses: list[str] = []
-    async with ClawVMHarness.connect(db, session_id) as vm:
+    workspace = Workspace()
+    tools = {"read_file": workspace.read_file, "write_file": workspace.write_file}
+    calls: list[tuple[str, str, str]] = []  # (tool, status, result)
+    async with ClawVMHarness.connect(db, session_id, idempotent=IDEMPOTENT) as vm:
         started = await vm.start(BOOTSTRAP)
         out(f"session {started['session_id']}: {started['pages']} pages, budget {started['budget']}")
         rules_after_compaction = False
@@ -165,9 +95,9 @@ async def run_demo(db: Path, session_id: str = "demo", out: Callable[[str], None
                 f"{sum(1 for p in ctx['pages'] if p['level'] != 'none')} pages resident"
             )
             for name, args in step.get("tools", []):
-                _, status = await vm.run_tool(name, args, TOOLS[name])
-                statuses.append(status)
-                out(f"turn {turn}: {name}({json.dumps(args)}) -> {status}")
+                result, status = await vm.run_tool(name, args, tools[name])
+                calls.append((name, status, result))
+                out(f"turn {turn}: {name}({json.dumps(args)[:60]}) -> {status}")
             if note := step.get("note"):
                 wrote = await vm.remember("plan/main", "plan", str(note))
                 out(f"turn {turn}: plan note {wrote['status']}")
@@ -182,9 +112,9 @@ async def run_demo(db: Path, session_id: str = "demo", out: Callable[[str], None
             f"stats: faults {stats['faults_total']}, duplicate_signature {stats['duplicate_signature']}, "
             f"hits {stats['hits']}, thrash {stats['thrash']}, journal {stats['journal']}"
         )
-        out(f"tools actually run: {vm.tool_runs} of {len(statuses)} calls")
+        out(f"tools actually run: {vm.tool_runs} of {len(calls)} calls")
         return {
-            "statuses": statuses,
+            "calls": calls,
             "tool_runs": vm.tool_runs,
             "stats": stats,
             "end": end,
