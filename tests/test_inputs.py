@@ -15,6 +15,7 @@ One in-process server (a real MCP client over the modern path) serves all exampl
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from anyio.from_thread import BlockingPortal, start_blocking_portal
@@ -353,6 +355,23 @@ def test_hostile_resource_uris_are_refused_without_a_change(env: Env, uri: str) 
     assert err.value.error.message and err.value.error.code in (INVALID_PARAMS, INTERNAL_ERROR)
     assert db_fingerprint(env.db) == before
     TRIED["resources"] += 1
+
+
+@settings(max_examples=EXAMPLES, **SETTINGS)  # type: ignore[arg-type]
+@given(budget=st.one_of(st.text(max_size=24), st.integers(min_value=-(10**12), max_value=10**12).map(str)))
+def test_a_context_budget_is_served_or_refused_as_an_argument(env: Env, budget: str) -> None:
+    """Whatever ?budget= holds, the answer is the prompt or -32602 naming the budget, never an internal error.
+    (Values the SDK's template security check refuses first, NUL or a path, are its -32602 "Unknown resource".)"""
+    uri = "clawvm://sessions/s/context?budget=" + quote(budget, safe="")
+    TRIED["resources"] += 1
+    if re.fullmatch(r"[0-9]{1,9}", budget.strip()):
+        assert env.portal.call(env.client.read_resource, uri).contents
+        return
+    with pytest.raises(MCPError) as err:
+        env.portal.call(env.client.read_resource, uri)
+    message = err.value.error.message
+    assert err.value.error.code == INVALID_PARAMS, message
+    assert "budget must be a whole number" in message or message == f"Unknown resource: {uri}", message
 
 
 def test_a_missing_required_argument_is_named(env: Env) -> None:

@@ -2,18 +2,31 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
+import re
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 from mcp import MCPError
-from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ResourceNotFoundError, ToolError
-from mcp.types import INVALID_PARAMS, ToolAnnotations
+from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
+from mcp.types import (
+    INTERNAL_ERROR,
+    INVALID_PARAMS,
+    CallToolResult,
+    Completion,
+    CompletionArgument,
+    CompletionContext,
+    PromptReference,
+    Resource,
+    ResourceTemplateReference,
+    TextContent,
+    ToolAnnotations,
+)
 from pydantic import BaseModel, Field
 
 from .. import __version__
@@ -35,6 +48,14 @@ from ..journal import WriteRequest
 from ..pages import Provenance
 from ..store import SQLiteStore, StoreError
 from ..tokens import TokenCounter
+from .middleware import (
+    check_prompt_arguments,
+    explain_argument_errors,
+    expose_lifespan_to_completions,
+    list_extra_resources,
+    reject_unknown_tools,
+    request_lifespan,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -48,6 +69,15 @@ writes are committed there, never lost. Route tool calls through tool_execute to
 
 PAGE_ID = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._/-]{0,127}$", description="page id, e.g. plan/main")]
 SESSION_ID = Annotated[str, Field(min_length=1, max_length=128, description="session id from session_start")]
+BUDGET_TEXT = re.compile(r"[0-9]{1,9}")  # a prompt argument or URI query value: ASCII digits only, below 10**9
+CONTEXT_URI = "clawvm://sessions/{session_id}/context{?budget}"
+PAGE_URI = "clawvm://sessions/{session_id}/pages/{page_id}"
+JOURNAL_URI = "clawvm://sessions/{session_id}/journal"
+FAULTS_URI = "clawvm://sessions/{session_id}/faults"
+TEMPLATES = frozenset({CONTEXT_URI, PAGE_URI, JOURNAL_URI, FAULTS_URI})
+PROMPT = "assemble_context"
+MAX_COMPLETIONS = 100  # the spec's limit per completion/complete answer
+MAX_LISTED_SESSIONS = 1000
 FidelityArg = Literal["pointer", "structured", "compressed", "full"]
 PageTypeArg = Literal["bootstrap", "constraint", "plan", "preference", "evidence", "conversation"]
 
@@ -96,17 +126,43 @@ async def _call(op: Awaitable[T]) -> T:
         raise ToolError(f"The memory store failed: {exc}. Nothing was written; retry later.") from None
 
 
-def reject_unknown_tools(server: MCPServer[Any]) -> None:
-    """The spec wants JSON-RPC -32602 for an unknown tool; the SDK returns an isError result by default."""
+def describe(fn: Callable[..., Any]) -> str:
+    """A docstring as the model should read it: no source indentation, each paragraph on one line."""
+    paragraphs = inspect.cleandoc(fn.__doc__ or "").split("\n\n")
+    return "\n\n".join(" ".join(p.split()) for p in paragraphs if p.strip())
 
-    async def middleware(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
-        if ctx.method == "tools/call" and ctx.params is not None:
-            name = ctx.params.get("name")
-            if isinstance(name, str) and name not in {t.name for t in await server.list_tools()}:
-                raise MCPError(code=INVALID_PARAMS, message=f"Unknown tool: {name}; call tools/list")
-        return await call_next(ctx)
 
-    server.middleware.append(middleware)
+def budget_arg(text: str, where: str) -> int:
+    """A budget sent as text (a prompt argument, a URI query): a whole number of tokens, or -32602 saying so."""
+    value = text.strip()
+    if not BUDGET_TEXT.fullmatch(value):
+        raise MCPError(
+            code=INVALID_PARAMS,
+            message=f"budget must be a whole number of tokens from 0 to 999999999, got {text[:40]!r} ({where})",
+            data={"argument": "budget"},
+        )
+    return int(value)
+
+
+async def live_sessions(engine: ClawVMEngine, prefix: str, limit: int) -> list[str]:
+    """The ids of this principal's sessions that have not ended (what resources/list and completion offer)."""
+    return await engine.store.live_sessions(engine.config.principal, prefix, limit)
+
+
+def completion(values: list[str]) -> Completion:
+    """At most MAX_COMPLETIONS values; ``values`` may hold one more to say that there are more."""
+    more = len(values) > MAX_COMPLETIONS
+    return Completion(values=values[:MAX_COMPLETIONS], has_more=more, total=None if more else len(values))
+
+
+def assemble_result(result: AssembleResult) -> CallToolResult:
+    """The prompt itself is the first text block (clients that show text show it); the rest of the result, as JSON,
+    is the second. The structured content is the whole result, as for every other tool."""
+    rest = result.model_dump_json(exclude={"prompt"})
+    return CallToolResult(
+        content=[TextContent(type="text", text=result.prompt), TextContent(type="text", text=rest)],
+        structured_content=result.model_dump(mode="json", by_alias=True),
+    )
 
 
 def create_server(config: ServerConfig | None = None) -> MCPServer[AppState]:
@@ -115,14 +171,7 @@ def create_server(config: ServerConfig | None = None) -> MCPServer[AppState]:
     @asynccontextmanager
     async def lifespan(server: MCPServer[AppState]) -> AsyncGenerator[AppState, None]:
         store = await SQLiteStore.open(cfg.db)
-        engine_cfg = EngineConfig(
-            principal=cfg.principal,
-            grants=cfg.engine.grants,
-            policy=cfg.engine.policy,
-            max_page_bytes=cfg.engine.max_page_bytes,
-            max_pages_per_session=cfg.engine.max_pages_per_session,
-            max_budget=cfg.engine.max_budget,
-        )
+        engine_cfg = replace(cfg.engine, principal=cfg.principal)
         log.info("clawvm-mcp %s: db %s, principal %s", __version__, cfg.db, cfg.principal)
         try:
             yield AppState(ClawVMEngine(store, TokenCounter(), engine_cfg))
@@ -136,7 +185,18 @@ def create_server(config: ServerConfig | None = None) -> MCPServer[AppState]:
     def engine_of(ctx: Context[AppState]) -> ClawVMEngine:
         return ctx.request_context.lifespan_context.engine
 
-    @mcp.tool(title="Start or resume a session", annotations=WRITE_IDEMPOTENT)
+    tools: dict[str, Callable[..., Any]] = {}
+
+    def tool(title: str, annotations: ToolAnnotations) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """``mcp.tool`` with the docstring dedented for the model, remembering the function for argument errors."""
+
+        def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+            tools[fn.__name__] = fn
+            return mcp.tool(title=title, annotations=annotations, description=describe(fn))(fn)
+
+        return register
+
+    @tool(title="Start or resume a session", annotations=WRITE_IDEMPOTENT)
     async def session_start(
         session_id: SESSION_ID,
         ctx: Context[AppState],
@@ -160,7 +220,7 @@ def create_server(config: ServerConfig | None = None) -> MCPServer[AppState]:
         ]
         return await _call(engine_of(ctx).session_start(session_id, project_id, budget, pages))
 
-    @mcp.tool(title="Write a page (validated, journaled)", annotations=DESTRUCTIVE)
+    @tool(title="Write a page (validated, journaled)", annotations=DESTRUCTIVE)
     async def page_write(
         session_id: SESSION_ID,
         page_id: PAGE_ID,
@@ -183,7 +243,7 @@ def create_server(config: ServerConfig | None = None) -> MCPServer[AppState]:
         req = WriteRequest(op, page_id, prov, type, content, fields, base_version, scope, pin, commit)
         return await _call(engine_of(ctx).write(session_id, req))
 
-    @mcp.tool(title="Read a page", annotations=READ_ONLY)
+    @tool(title="Read a page", annotations=READ_ONLY)
     async def page_read(
         session_id: SESSION_ID, page_id: PAGE_ID, ctx: Context[AppState], fidelity: FidelityArg = "full"
     ) -> ReadResult:
@@ -191,19 +251,19 @@ def create_server(config: ServerConfig | None = None) -> MCPServer[AppState]:
         denied or backend_error; never an empty answer without a reason."""
         return await _call(engine_of(ctx).read(session_id, page_id, fidelity))
 
-    @mcp.tool(title="Pin a page", annotations=WRITE_IDEMPOTENT)
+    @tool(title="Pin a page", annotations=WRITE_IDEMPOTENT)
     async def page_pin(
         session_id: SESSION_ID, page_id: PAGE_ID, ctx: Context[AppState], pin: Literal["hard", "soft"] = "hard"
     ) -> WriteResult:
         """Pin a page: hard-pinned pages are in every prompt at or above their floor."""
         return await _call(engine_of(ctx).pin(session_id, page_id, pin))
 
-    @mcp.tool(title="Unpin a page", annotations=WRITE_IDEMPOTENT)
+    @tool(title="Unpin a page", annotations=WRITE_IDEMPOTENT)
     async def page_unpin(session_id: SESSION_ID, page_id: PAGE_ID, ctx: Context[AppState]) -> WriteResult:
         """Remove a page's pin (bootstrap pages stay pinned: that is rejected as INVARIANT_VIOLATION)."""
         return await _call(engine_of(ctx).pin(session_id, page_id, "none"))
 
-    @mcp.tool(title="List pages", annotations=READ_ONLY)
+    @tool(title="List pages", annotations=READ_ONLY)
     async def page_list(
         session_id: SESSION_ID,
         ctx: Context[AppState],
@@ -213,7 +273,7 @@ def create_server(config: ServerConfig | None = None) -> MCPServer[AppState]:
         """List the session's pages (its own and its project's), optionally by type or scope."""
         return await _call(engine_of(ctx).list_pages(session_id, type, scope))
 
-    @mcp.tool(title="Recall pages by words", annotations=READ_ONLY)
+    @tool(title="Recall pages by words", annotations=READ_ONLY)
     async def recall(
         session_id: SESSION_ID,
         query: Annotated[str, Field(min_length=1, max_length=2000)],
@@ -224,19 +284,19 @@ def create_server(config: ServerConfig | None = None) -> MCPServer[AppState]:
         """Find pages whose text matches the query's words. outcome says hit, no_match, denied or backend_error."""
         return await _call(engine_of(ctx).recall(session_id, query, type, limit))
 
-    @mcp.tool(title="Assemble the prompt under a budget", annotations=READ_ONLY)
+    @tool(title="Assemble the prompt under a budget", annotations=READ_ONLY)
     async def context_assemble(
         session_id: SESSION_ID,
         ctx: Context[AppState],
         budget: Annotated[int | None, Field(ge=0, description="tokens; the session budget if omitted")] = None,
         demands: list[Demand] | None = None,
-    ) -> AssembleResult:
+    ) -> Annotated[CallToolResult, AssembleResult]:
         """Build this turn's context: hard-pinned and demanded pages at or above their floors first, then the best
         upgrades that fit. If the floors do not fit, physical_insufficiency is true with the shortfall in tokens."""
         pairs = [(d.page_id, d.fidelity) for d in demands or []]
-        return await _call(engine_of(ctx).assemble(session_id, budget, pairs))
+        return assemble_result(await _call(engine_of(ctx).assemble(session_id, budget, pairs)))
 
-    @mcp.tool(title="Record a tool call (reuses stored results)", annotations=WRITE)
+    @tool(title="Record a tool call (reuses stored results)", annotations=WRITE)
     async def tool_execute(
         session_id: SESSION_ID,
         tool: Annotated[str, Field(min_length=1, max_length=128)],
@@ -249,7 +309,7 @@ def create_server(config: ServerConfig | None = None) -> MCPServer[AppState]:
         evidence page (provenance tool:<call_id>)."""
         return await _call(engine_of(ctx).tool_execute(session_id, tool, args, result))
 
-    @mcp.tool(title="Report a lifecycle event", annotations=WRITE)
+    @tool(title="Report a lifecycle event", annotations=WRITE)
     async def lifecycle(
         session_id: SESSION_ID,
         event: Literal["turn_end", "compaction", "reset", "flush", "session_end"],
@@ -259,25 +319,30 @@ def create_server(config: ServerConfig | None = None) -> MCPServer[AppState]:
         first; bootstrap and constraint pages are re-injected into the next assembled prompt."""
         return await _call(engine_of(ctx).lifecycle(session_id, event))
 
-    @mcp.tool(title="Session statistics", annotations=READ_ONLY)
+    @tool(title="Session statistics", annotations=READ_ONLY)
     async def session_stats(session_id: SESSION_ID, ctx: Context[AppState]) -> StatsResult:
         """Faults per kind, duplicate-signature alerts, hits, thrash, journal counts and pages."""
         return await _call(engine_of(ctx).stats(session_id))
 
     async def resource(op: Callable[[], Awaitable[T]], uri: str) -> T:
+        """An unknown or ended session (the only engine errors left once the URI's values are checked) is "not
+        found" (-32602); a store failure says so (-32603), without a traceback at ERROR."""
         try:
             return await op()
         except EngineError as exc:
             raise ResourceNotFoundError(f"{exc} ({uri})") from None
+        except StoreError as exc:
+            raise ResourceError(f"The memory store failed: {exc}; retry later ({uri})") from None
 
-    @mcp.resource("clawvm://sessions/{session_id}/context{?budget}", mime_type="text/plain")
-    async def context_resource(session_id: str, ctx: Context[AppState], budget: int | None = None) -> str:
+    @mcp.resource(CONTEXT_URI, mime_type="text/plain")
+    async def context_resource(session_id: str, ctx: Context[AppState], budget: str | None = None) -> str:
         """The assembled prompt for the session (the session budget unless ?budget= is given)."""
         uri = f"clawvm://sessions/{session_id}/context"
-        result = await resource(lambda: engine_of(ctx).assemble(session_id, budget), uri)
+        tokens = None if budget is None else budget_arg(budget, f"?budget= of {uri}")
+        result = await resource(lambda: engine_of(ctx).assemble(session_id, tokens), uri)
         return result.prompt
 
-    @mcp.resource("clawvm://sessions/{session_id}/pages/{page_id}", mime_type="text/plain")
+    @mcp.resource(PAGE_URI, mime_type="text/plain")
     async def page_resource(session_id: str, page_id: str, ctx: Context[AppState]) -> str:
         """One page at full fidelity."""
         uri = f"clawvm://sessions/{session_id}/pages/{page_id}"
@@ -286,12 +351,12 @@ def create_server(config: ServerConfig | None = None) -> MCPServer[AppState]:
             raise ResourceNotFoundError(f"No page {page_id!r} in session {session_id!r} ({read.outcome})")
         return read.page.text
 
-    @mcp.resource("clawvm://sessions/{session_id}/journal", mime_type="application/json")
+    @mcp.resource(JOURNAL_URI, mime_type="application/json")
     async def journal_resource(session_id: str, ctx: Context[AppState]) -> JournalResult:
         """The writeback journal: staged, committed and rejected rows with reason codes."""
         return await resource(lambda: engine_of(ctx).journal(session_id), f"clawvm://sessions/{session_id}/journal")
 
-    @mcp.resource("clawvm://sessions/{session_id}/faults", mime_type="application/json")
+    @mcp.resource(FAULTS_URI, mime_type="application/json")
     async def faults_resource(session_id: str, ctx: Context[AppState]) -> dict[str, Any]:
         """Fault counts and every fault event with its turn and page/tool."""
         uri = f"clawvm://sessions/{session_id}/faults"
@@ -299,21 +364,75 @@ def create_server(config: ServerConfig | None = None) -> MCPServer[AppState]:
         events = await resource(lambda: engine_of(ctx).fault_events(session_id), uri)
         return {"stats": stats.model_dump(), "events": [e.model_dump() for e in events]}
 
-    @mcp.prompt(title="Assemble context")
-    async def assemble_context(session_id: str, budget: str, ctx: Context[AppState]) -> str:
+    @mcp.prompt(name=PROMPT, title="Assemble context")
+    async def assemble_context(
+        session_id: Annotated[str, Field(description="the id you gave session_start")],
+        budget: Annotated[str, Field(description="tokens, a whole number such as 4000")],
+        ctx: Context[AppState],
+    ) -> str:
         """The session's assembled context under a token budget, ready to use as the start of a prompt."""
-        try:
-            tokens = int(budget)
-        except ValueError:
-            raise ValueError(f"budget must be an integer number of tokens, got {budget!r}") from None
+        tokens = budget_arg(budget, f"prompt {PROMPT}")
         try:
             result = await engine_of(ctx).assemble(session_id, tokens)
         except EngineError as exc:
-            raise ValueError(str(exc)) from None
+            raise MCPError(code=INVALID_PARAMS, message=str(exc), data={"argument": "session_id"}) from None
+        except StoreError as exc:
+            raise MCPError(code=INTERNAL_ERROR, message=f"The memory store failed: {exc}; retry later") from None
         if result.physical_insufficiency:
             note = f"\n\n[clawvm: {result.shortfall_tokens} tokens short for {', '.join(result.unmet_required)}]"
             return result.prompt + note
         return result.prompt
 
+    async def complete(
+        ref: PromptReference | ResourceTemplateReference,
+        argument: CompletionArgument,
+        context: CompletionContext | None,
+    ) -> Completion | None:
+        """session_id: this principal's live sessions; page_id: the named session's pages; budget: its budget."""
+        engine = request_lifespan().engine
+        assert isinstance(engine, ClawVMEngine)
+        ours = ref.name == PROMPT if isinstance(ref, PromptReference) else ref.uri in TEMPLATES
+        if not ours:
+            return None
+        known = (context.arguments if context is not None else None) or {}
+        try:
+            return await complete_argument(engine, argument.name, argument.value, known.get("session_id"))
+        except (EngineError, StoreError):
+            return Completion(values=[])
+
+    completions: Callable[[Callable[..., Any]], object] = mcp.completion()  # type: ignore[no-untyped-call]
+    completions(complete)  # the SDK's decorator is untyped, so it is called rather than applied
+
+    async def list_sessions(state: AppState) -> list[Resource]:
+        ids = await live_sessions(state.engine, "", MAX_LISTED_SESSIONS)
+        return [
+            Resource(
+                uri=f"clawvm://sessions/{sid}/context",
+                name=f"{sid} context",
+                title=f"Assembled context of session {sid}",
+                description="The session's prompt at its budget; add ?budget=N for another budget.",
+                mime_type="text/plain",
+            )
+            for sid in ids
+        ]
+
     reject_unknown_tools(mcp)
+    check_prompt_arguments(mcp)
+    explain_argument_errors(mcp, tools)
+    list_extra_resources(mcp, list_sessions)
+    expose_lifespan_to_completions(mcp)
     return mcp
+
+
+async def complete_argument(engine: ClawVMEngine, name: str, value: str, session_id: str | None) -> Completion:
+    """Completion values for one argument of our prompt or resource templates, given what is already filled in."""
+    if name == "session_id":
+        return completion(await live_sessions(engine, value, MAX_COMPLETIONS + 1))
+    if name == "page_id" and session_id:
+        listed = await engine.list_pages(session_id)
+        return completion(sorted(p.page_id for p in listed.pages if p.page_id.startswith(value)))
+    if name == "budget" and session_id:
+        record = await engine.store.get_session(session_id)
+        if record is not None and record.principal == engine.config.principal:
+            return completion([str(record.budget)] if str(record.budget).startswith(value) else [])
+    return Completion(values=[])

@@ -97,6 +97,10 @@ class Store(Protocol):
     async def search(
         self, namespaces: list[str], terms: list[str], page_type: str | None, limit: int
     ) -> list[Page]: ...
+    async def live_sessions(self, principal: str, prefix: str, limit: int) -> list[str]:
+        """Ids of ``principal``'s sessions that have not ended and start with ``prefix``, in id order, at most
+        ``limit`` of them: what a client may discover (resources/list, completion)."""
+        ...
 
 
 def conflict_reasons(page_id: str, expected: int, current: int) -> list[dict[str, str]]:

@@ -173,3 +173,7 @@ class MemoryStore:
             scored.append((-matched, page.page_id, page_from_json(json.loads(body))))
         scored.sort(key=lambda s: (s[0], s[1]))
         return [p for _, _, p in scored[:limit]]
+
+    async def live_sessions(self, principal: str, prefix: str, limit: int) -> list[str]:
+        rows = ((sid, json.loads(raw)) for sid, raw in sorted(self._sessions.items()) if sid.startswith(prefix))
+        return [sid for sid, data in rows if data["principal"] == principal and not data["ended"]][:limit]

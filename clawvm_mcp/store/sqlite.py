@@ -466,6 +466,14 @@ class SQLiteStore:
         scored.sort(key=lambda s: (s[0], s[1]))
         return [p for _, _, p in scored[:limit]]
 
+    async def live_sessions(self, principal: str, prefix: str, limit: int) -> list[str]:
+        sql = (
+            "SELECT session_id FROM sessions WHERE principal = ? AND ended = 0 AND substr(session_id, 1, ?) = ?"
+            " ORDER BY session_id LIMIT ?"
+        )
+        async with self._conn.execute(sql, (principal, len(prefix), prefix, limit)) as cur:
+            return [str(row[0]) async for row in cur]
+
 
 def _commit_row(w: PageCommit) -> tuple[Any, ...]:
     """The clawvm_commit row of one page commit; the page is written at expected_version + 1."""

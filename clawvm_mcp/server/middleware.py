@@ -1,0 +1,141 @@
+"""Protocol behaviour the SDK leaves to the server, as request middleware (``MCPServer.middleware``).
+
+- an unknown tool or prompt, or a prompt without its required arguments, is JSON-RPC -32602 (the SDK answers an
+  unknown tool with an ``isError`` result and a prompt failure with code 0 and "Error rendering prompt");
+- a tool-argument schema failure is reworded for the model (``arguments.explain``);
+- ``resources/list`` also lists what the lifespan state can enumerate (the principal's sessions);
+- completion handlers, which the SDK calls without a request context, can reach the lifespan state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from functools import cache
+from typing import Any
+
+from mcp import MCPError
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.utilities.func_metadata import func_metadata
+from mcp.types import INVALID_PARAMS, Resource
+from pydantic import ValidationError
+
+from .arguments import error_text, explain
+
+Middleware = Callable[[ServerRequestContext[Any, Any], CallNext], Awaitable[HandlerResult]]
+_request_lifespan: ContextVar[Any] = ContextVar("clawvm_request_lifespan")
+
+
+def reject_unknown_tools(server: MCPServer[Any]) -> None:
+    """The spec wants JSON-RPC -32602 for an unknown tool. The tool names are read once, at the first call: the
+    server's tools are fixed when it starts, and listing them on every call cost a model dump per tool."""
+    names: frozenset[str] | None = None
+
+    async def middleware(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        nonlocal names
+        if ctx.method == "tools/call" and ctx.params is not None:
+            name = ctx.params.get("name")
+            if names is None:
+                names = frozenset(t.name for t in await server.list_tools())
+            if isinstance(name, str) and name not in names:
+                raise MCPError(code=INVALID_PARAMS, message=f"Unknown tool: {name}; call tools/list")
+        return await call_next(ctx)
+
+    server.middleware.append(middleware)
+
+
+def check_prompt_arguments(server: MCPServer[Any]) -> None:
+    """An unknown prompt or a missing required argument is -32602 naming what to send, before the SDK renders."""
+    prompts: dict[str, list[tuple[str, str]]] | None = None  # name -> required (argument, description)
+
+    async def middleware(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        nonlocal prompts
+        if ctx.method == "prompts/get" and ctx.params is not None:
+            if prompts is None:
+                prompts = {
+                    p.name: [(a.name, a.description or "") for a in p.arguments or [] if a.required]
+                    for p in await server.list_prompts()
+                }
+            name = ctx.params.get("name")
+            if not isinstance(name, str) or name not in prompts:
+                raise MCPError(code=INVALID_PARAMS, message=f"Unknown prompt: {name!r}; call prompts/list")
+            given = ctx.params.get("arguments")
+            sent = set(given) if isinstance(given, dict) else set()
+            missing = [f"{arg} ({about})" if about else arg for arg, about in prompts[name] if arg not in sent]
+            if missing:
+                message = f"Prompt {name} needs {', '.join(missing)}; send them as prompt arguments (strings)"
+                raise MCPError(code=INVALID_PARAMS, message=message)
+        return await call_next(ctx)
+
+    server.middleware.append(middleware)
+
+
+def explain_argument_errors(server: MCPServer[Any], tools: Mapping[str, Callable[..., Any]]) -> None:
+    """A tool result that failed the input schema gets ``arguments.explain``'s text instead of pydantic's. The
+    arguments are validated again only after the SDK already refused them, so a good call pays nothing."""
+
+    @cache
+    def validator(name: str) -> Callable[[dict[str, Any]], object]:
+        return func_metadata(tools[name], skip_names=["ctx"]).validate_arguments
+
+    async def middleware(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        result = await call_next(ctx)
+        if ctx.method != "tools/call" or ctx.params is None or not isinstance(result, dict):
+            return result
+        name, arguments = ctx.params.get("name"), ctx.params.get("arguments") or {}
+        if not isinstance(name, str) or name not in tools or not isinstance(arguments, dict):
+            return result
+        text = error_text(result)
+        if text is None or not text.startswith(f"Error executing tool {name}: "):
+            return result
+        try:
+            validator(name)(arguments)
+        except ValidationError as exc:
+            return {**result, "content": [{"type": "text", "text": explain(name, exc)}]}
+        return result
+
+    server.middleware.append(middleware)
+
+
+def list_extra_resources(server: MCPServer[Any], extra: Callable[[Any], Awaitable[list[Resource]]]) -> None:
+    """``resources/list`` answers the static resources (we have none) plus ``extra(lifespan state)``."""
+
+    async def middleware(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        result = await call_next(ctx)
+        if ctx.method != "resources/list" or not isinstance(result, dict):
+            return result
+        listed = [
+            r.model_dump(by_alias=True, mode="json", exclude_none=True) for r in await extra(ctx.lifespan_context)
+        ]
+        return {**result, "resources": [*result.get("resources", []), *listed]}
+
+    server.middleware.append(middleware)
+
+
+def expose_lifespan_to_completions(server: MCPServer[Any]) -> None:
+    """The SDK calls a completion handler with (ref, argument, context) only; this makes the request's lifespan
+    state readable there through ``request_lifespan()``."""
+
+    async def middleware(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        if ctx.method != "completion/complete":
+            return await call_next(ctx)
+        with _lifespan(ctx.lifespan_context):
+            return await call_next(ctx)
+
+    server.middleware.append(middleware)
+
+
+@contextmanager
+def _lifespan(state: Any) -> Iterator[None]:
+    token = _request_lifespan.set(state)
+    try:
+        yield
+    finally:
+        _request_lifespan.reset(token)
+
+
+def request_lifespan() -> Any:
+    """The lifespan state of the completion request being served (LookupError outside one)."""
+    return _request_lifespan.get()
