@@ -8,11 +8,12 @@ per argument that names it, says what it must be and what was sent, and says to 
 from __future__ import annotations
 
 import reprlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pydantic import ValidationError
-from pydantic_core import ErrorDetails
+
+ErrorDetails = Mapping[str, Any]  # one entry of ValidationError.errors()
 
 # pydantic puts a union member's type in the error location (``fields.a.str``, ``fields.a.list[str]``); these are
 # not argument names, and an argument path never contains them
@@ -54,7 +55,7 @@ def _requirement(error: ErrorDetails) -> str:
     if error["type"] == "string_pattern_mismatch":
         pattern = (error.get("ctx") or {}).get("pattern", "")
         return f"must match {pattern}"
-    message = error["msg"]
+    message = str(error["msg"])
     for prefix in _SHOULD:
         if message.startswith(prefix):
             return "must " + message[len(prefix) :]
