@@ -1,10 +1,11 @@
-"""Console script ``clawvm-mcp``: serve (default), lifecycle, inspect, and the replay/bench verbs."""
+"""Console script ``clawvm-mcp``: serve (default), lifecycle, inspect, and the verbs other modules register."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,13 +17,31 @@ from .cli_options import add_db, add_grants, add_principal, db_path, grants
 from .engine import EngineConfig
 
 log = logging.getLogger("clawvm_mcp")
-VERBS = ("serve", "lifecycle", "inspect", "import", "replay", "sweep", "workloads", "bench", "hook")
+DEFAULT_LOG_LEVEL = (
+    "WARNING"  # a CLI verb prints its answer; progress lines (schema migrations) are for CLAWVM_LOG=INFO
+)
+EPILOG = "Logging goes to stderr at WARNING; set CLAWVM_LOG=INFO (or DEBUG) for more."
+_RST_LITERAL = re.compile(r"``([^`]+)``")
+
+
+def plain(text: str | None) -> str | None:
+    """Help text from a docstring without its reStructuredText: ````clawvm-mcp bench```` prints as 'clawvm-mcp bench'."""
+    return None if text is None else _RST_LITERAL.sub(r"'\1'", text)
+
+
+def __getattr__(name: str) -> tuple[str, ...]:
+    """``VERBS``: every verb the parser knows, read off the parser so that a newly registered verb is one."""
+    if name == "VERBS":
+        verbs: tuple[str, ...] = build_parser().get_default("verbs")
+        return verbs
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="clawvm-mcp",
         description="Harness-managed virtual memory for agents, served over MCP. Without a verb: serve over stdio.",
+        epilog=EPILOG,
     )
     parser.add_argument("--version", action="version", version=f"clawvm-mcp {__version__}")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
@@ -51,7 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_principal(life)
     add_grants(life)
     life.add_argument("--session", required=True, help="session id")
-    life.add_argument("--event", required=True, choices=["turn_end", "compaction", "reset", "flush", "session_end"])
+    life.add_argument(
+        "--event",
+        required=True,
+        choices=["turn_end", "compaction", "reset", "flush", "session_end"],
+        help="turn_end: a turn is over; compaction, reset, flush, session_end: a boundary, where staged writes commit",
+    )
     life.set_defaults(func=cmd_lifecycle)
 
     insp = sub.add_parser(
@@ -72,6 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
     claude_code.register(sub)
     replay_cli.register(sub)
     bench.register(sub)
+    for verb in sub.choices.values():
+        verb.description = plain(verb.description)
+        verb.epilog = verb.epilog or EPILOG
+    parser.set_defaults(verbs=tuple(sub.choices))
     return parser
 
 
@@ -145,14 +173,15 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
-        level=os.environ.get("CLAWVM_LOG", "INFO"),
+        level=os.environ.get("CLAWVM_LOG", DEFAULT_LOG_LEVEL),
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in (*VERBS, "-h", "--help", "--version"):
+    parser = build_parser()
+    if not argv or argv[0] not in (*parser.get_default("verbs"), "-h", "--help", "--version"):
         argv.insert(0, "serve")
-    args = build_parser().parse_args(argv)
+    args = parser.parse_args(argv)
     code: int = args.func(args)
     return code
 

@@ -55,8 +55,10 @@ def register(subparsers: SubParsers) -> None:
         help="write the synthetic workload families and stress traces",
         description=f"Families: {', '.join(FAMILIES)}; stress: {', '.join(STRESS)}.",
     )
-    wl.add_argument("--out", type=Path, required=True)
-    wl.add_argument("--seed", type=int, default=0)
+    wl.add_argument("--out", type=Path, required=True, help="directory to write the *.jsonl traces into (created)")
+    wl.add_argument(
+        "--seed", type=int, default=0, help="random seed; the same seed writes byte-identical traces (default 0)"
+    )
     wl.add_argument("--content", action="store_true", help="generated text instead of token counts (for --via mcp)")
     wl.add_argument("--only", default="", help="comma list of workload names (default: all)")
     wl.set_defaults(func=cmd_workloads)
