@@ -31,9 +31,13 @@ from typing import Any
 
 import anyio
 
-from .engine import ClawVMEngine, SessionState
+from .engine import ClawVMEngine, EngineConfig, SessionState
+from .engine.assembly import assemble_turn
+from .engine.lifecycle import advance_turn
 from .engine.merge import PageMerger
-from .journal import WriteRequest, validate
+from .engine.runtime import Runtime
+from .engine.writeback import check, install, namespace_for, stage_in_cache
+from .journal import WriteRequest
 from .page_table import PageTable
 from .pages import Fidelity, Page, PageType, Provenance
 from .represent import build_representations
@@ -139,12 +143,7 @@ def make_requests(n: int, seed: int = 7) -> list[WriteRequest]:
 def make_pages(requests: Sequence[WriteRequest], counter: TokenCounter) -> list[Page]:
     """Ingest through the engine's own merge (the path page_write takes): representations built once each."""
     merge = PageMerger(counter, 0, 0)
-    pages = []
-    for req in requests:
-        page = merge(req, None)
-        page.version = 1
-        pages.append(page)
-    return pages
+    return [replace(merge(req, None), version=1) for req in requests]
 
 
 def _namespace(page: Page) -> str:
@@ -161,29 +160,23 @@ class _NoIO:
 def loaded_state(pages: Sequence[Page]) -> SessionState:
     state = SessionState(SessionRecord(SESSION, "local", PROJECT, BUDGET))
     for page in pages:
-        state.pages[page.page_id] = page
-        state.namespace[page.page_id] = _namespace(page)
+        install(state, _namespace(page), page)
     return state
 
 
 # ---------------------------------------------------------------------------------------------------- engine
 
 
-def _validate_write(engine: ClawVMEngine, state: SessionState, req: WriteRequest) -> Page | None:
-    """The in-memory half of ClawVMEngine._write for a boundary write: the five checks, the merge (which derives
-    and counts the new version's representations once), and the staged-page bookkeeping. The store half (journal
-    row insert) is what --writes measures."""
+def _validate_write(rt: Runtime, state: SessionState, req: WriteRequest) -> None:
+    """The in-memory half of a boundary write, with the engine's own functions: the five checks, the merge (which
+    derives and counts the new version's representations once), and the staged page in the cache. The store half
+    (journal row insert) is what --writes measures."""
     current = state.pages.get(req.page_id)
     committed = current.version if current is not None else 0
-    ctx = engine._validation_context(state, req, current, committed)
-    reasons, merged = validate(req, ctx, engine._merge(state, committed))
+    reasons, merged = check(rt, state, req, current, committed)
     if merged is None or reasons:
         raise AssertionError(f"bench write rejected: {reasons}")
-    merged.dirty, merged.version = True, committed
-    state.pages[req.page_id] = merged
-    state.staged.setdefault(req.page_id, []).append(len(state.staged))
-    state.staged_base.setdefault(req.page_id, committed)
-    return merged
+    stage_in_cache(state, namespace_for(state, req), merged, len(state.staged), committed)
 
 
 def _turn_inputs(pages: Sequence[Page], turns: int, seed: int) -> list[tuple[WriteRequest, dict[str, Fidelity]]]:
@@ -217,14 +210,12 @@ class _TimedCounter(TokenCounter):
         return n
 
 
-def _engine_turns(
-    engine: ClawVMEngine, pages: Sequence[Page], turns: int, budget: int, name: str, result: SizeResult
-) -> None:
+def _engine_turns(rt: Runtime, pages: Sequence[Page], turns: int, budget: int, name: str, result: SizeResult) -> None:
     """Time whole turns on a loaded session: advance (recency decay), one validated boundary write with its
     staged bookkeeping, and the assembly with fault observation. 20 warm-up turns are not counted. Each budget
     gets its own written texts, so no run finds the previous run's token counts cached."""
     state = loaded_state(pages)
-    counter = engine.counter if isinstance(engine.counter, _TimedCounter) else None
+    counter = rt.counter if isinstance(rt.counter, _TimedCounter) else None
     perf = time.perf_counter_ns
     totals: list[float] = []
     asm: list[float] = []
@@ -234,10 +225,10 @@ def _engine_turns(
     for i, (req, wanted) in enumerate(_turn_inputs(pages, turns + 20, seed=len(pages) * 100_000 + budget)):
         counted = counter.spent_ns if counter else 0
         t0 = perf()
-        engine.advance_turn(state, state.turn + 1)
-        _validate_write(engine, state, replace(req, turn=state.turn))
+        advance_turn(state, state.turn + 1)
+        _validate_write(rt, state, replace(req, turn=state.turn))
         t1 = perf()
-        engine._assemble(state, budget, wanted, None)
+        assemble_turn(rt.policy, state, budget, wanted, None)
         t2 = perf()
         if i >= 20:  # warm-up fills the interpreter's caches, as a running server's are
             counted = (counter.spent_ns if counter else 0) - counted
@@ -255,9 +246,9 @@ def _engine_turns(
 
 
 def bench_engine(pages: Sequence[Page], plan: Plan, result: SizeResult) -> None:
-    engine = ClawVMEngine(_NoIO(), _TimedCounter(65_536))  # type: ignore[arg-type]
-    _engine_turns(engine, pages, plan.engine_turns, PAPER_BUDGET, "paper", result)
-    _engine_turns(engine, pages, plan.engine_turns, BUDGET, "engine", result)
+    rt = Runtime(_NoIO(), _TimedCounter(65_536), EngineConfig())  # type: ignore[arg-type]
+    _engine_turns(rt, pages, plan.engine_turns, PAPER_BUDGET, "paper", result)
+    _engine_turns(rt, pages, plan.engine_turns, BUDGET, "engine", result)
     state = loaded_state(pages)
     inputs = _turn_inputs(pages, max(20, plan.naive_turns), seed=len(pages))
     perf = time.perf_counter_ns
@@ -268,9 +259,9 @@ def bench_engine(pages: Sequence[Page], plan: Plan, result: SizeResult) -> None:
     for req, wanted in inputs[:20]:
         tracemalloc.reset_peak()
         before, _ = tracemalloc.get_traced_memory()
-        engine.advance_turn(state, state.turn + 1)
-        _validate_write(engine, state, replace(req, turn=state.turn))
-        engine._assemble(state, BUDGET, wanted, None)
+        advance_turn(state, state.turn + 1)
+        _validate_write(rt, state, replace(req, turn=state.turn))
+        assemble_turn(rt.policy, state, BUDGET, wanted, None)
         peaks.append(tracemalloc.get_traced_memory()[1] - before)
     tracemalloc.stop()
     tracemalloc.start()
@@ -304,7 +295,7 @@ def bench_engine(pages: Sequence[Page], plan: Plan, result: SizeResult) -> None:
             )
             for p in state.pages.values()
         ]
-        select(PageTable(fresh), wanted, BUDGET, engine.policy.selector, recency)
+        select(PageTable(fresh), wanted, BUDGET, rt.policy.selector, recency)
         naive.append((perf() - t0) / 1e3)
     n = Stats.of(naive)
     result.put("naive_turn_us", median=n.median, p95=n.p95, max=n.max, n=n.n)
@@ -328,7 +319,7 @@ async def populate(db: Path, pages: Sequence[Page]) -> None:
     try:
         engine = ClawVMEngine(store, TokenCounter())
         await engine.session_start(SESSION, PROJECT, BUDGET)
-        await store.commit([PageCommit(_namespace(p), replace(p, version=0), 0) for p in pages])
+        await store.commit([PageCommit(_namespace(p), replace(p, version=1), 0) for p in pages])
     finally:
         await store.close()
 
@@ -454,7 +445,7 @@ async def bench_commits(db: Path, pages: Sequence[Page], plan: Plan, result: Siz
             if out.status != "committed":
                 raise RuntimeError(f"write not committed: {out}")
         engine_rate = plan.commits / (time.perf_counter() - t0)
-        synchronous = await store._scalar("PRAGMA synchronous")
+        synchronous = await store.synchronous()
     finally:
         await store.close()
 

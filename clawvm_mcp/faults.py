@@ -19,6 +19,11 @@ class FaultEvent:
     detail: str = ""
 
 
+def thrash(faults: int, duplicate_signature: int, hits: int) -> float:
+    """DESIGN section 5: (faults + duplicate_signature alerts) / (hits + 1)."""
+    return (faults + duplicate_signature) / (hits + 1)
+
+
 @dataclass(slots=True)
 class FaultObserver:
     """Counts what a policy could have prevented; physical insufficiency is tallied apart, never as a fault."""
@@ -41,7 +46,7 @@ class FaultObserver:
 
     @property
     def thrash(self) -> float:
-        return (self.total + self.duplicate_signature) / (self.hits + 1)
+        return thrash(self.total, self.duplicate_signature, self.hits)
 
     def restore(self, events: list[FaultEvent], duplicate_signature: int, hits: int, insufficiency: int) -> None:
         for e in events:

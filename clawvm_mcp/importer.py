@@ -304,20 +304,16 @@ async def import_workspace(
     files, planned = plan_workspace(directory)
     if not files:
         raise EngineError(f"no workspace files in {directory} (looked for {', '.join(WORKSPACE_FILES)})")
-    await engine.session_start(session_id, project_id, budget)
-    state = engine.state_of(session_id)
-    results: list[ImportedPage] = []
-    for page in planned:
-        current = state.pages.get(page.page_id)
-        live = current if current is not None and not current.deleted else None
-        results.append(await _apply(engine, session_id, live, page, state.turn))
+    started = await engine.session_start(session_id, project_id, budget)
+    current = {p.page_id: p for p in await engine.pages(session_id)}
+    results = [await _apply(engine, session_id, current.get(page.page_id), page, started.turn) for page in planned]
     wanted = {p.page_id for p in planned}
     stale = sorted(
         p.page_id
-        for p in state.live()
+        for p in await engine.pages(session_id)
         if p.page_id.startswith(PAGE_PREFIX) and p.page_id not in wanted and p.provenance.source == "import"
     )
-    return ImportReport(session_id, state.record.project_id, str(directory), files, results, stale)
+    return ImportReport(session_id, started.project_id, str(directory), files, results, stale)
 
 
 # ---------------------------------------------------------------------------------------------- CLI

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import __version__
-from .faults import FAULT_KINDS, FaultEvent
+from .engine import SavedState
+from .faults import FAULT_KINDS, FaultEvent, thrash
 from .page_table import PageTable
 from .pages import PROMPT_ORDER, Fidelity, Page
 from .selector import Selection, SelectorPolicy, select
@@ -51,22 +52,13 @@ class SessionReport:
 
     @property
     def thrash(self) -> float:
-        return (len(self.faults) + self.duplicate_signature) / (self.hits + 1)
+        return thrash(len(self.faults), self.duplicate_signature, self.hits)
 
     def level(self, page_id: str) -> Fidelity:
         return self.selection.level_of(page_id)
 
     def reason(self, page_id: str) -> str:
         return next((c.reason for c in self.selection.choices if c.page_id == page_id), "dropped")
-
-
-def _int(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        return 0
-    try:
-        return int(value)
-    except ValueError:
-        return 0
 
 
 async def load_report(db: Path, session_id: str) -> SessionReport:
@@ -89,12 +81,8 @@ async def load_report(db: Path, session_id: str) -> SessionReport:
     staged: dict[str, int] = {}
     for entry in pending:
         staged[entry.page_id] = staged.get(entry.page_id, 0) + 1
-    saved = record.state
-    raw_recency = saved.get("recency", {})
-    recency = {str(k): float(v) for k, v in raw_recency.items()} if isinstance(raw_recency, dict) else {}
-    raw_counters = saved.get("counters", {})
-    counters = raw_counters if isinstance(raw_counters, dict) else {}
-    selection = select(PageTable(pages), {}, record.budget, SelectorPolicy(), recency)
+    saved = SavedState.of(record)
+    selection = select(PageTable(pages), {}, record.budget, SelectorPolicy(), saved.recency)
     return SessionReport(
         record=record,
         pages=pages,
@@ -104,8 +92,8 @@ async def load_report(db: Path, session_id: str) -> SessionReport:
         journal_counts=counts,
         faults=faults,
         tool_calls=len(calls),
-        hits=_int(counters.get("hits", 0)),
-        duplicate_signature=_int(counters.get("duplicate_signature", 0)),
+        hits=saved.hits,
+        duplicate_signature=saved.duplicate_signature,
     )
 
 

@@ -7,6 +7,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from clawvm_mcp.pages import TYPE_POLICIES, Fidelity, Provenance
 from clawvm_mcp.represent import build_representations, compress, derive_fields
 from clawvm_mcp.selector import SelectorPolicy, decay_recency
 from clawvm_mcp.store import SQLiteStore, StoreError
-from clawvm_mcp.store.base import Conflict, JournalEntry, PageCommit
+from clawvm_mcp.store.base import JournalEntry, PageCommit
 from clawvm_mcp.store.sqlite import SCHEMA_VERSION
 from clawvm_mcp.tokens import TokenCounter
 
@@ -343,11 +344,12 @@ async def test_store_commit_is_compare_and_swap(tmp_path: Path) -> None:
     assert stale is not None and stale.version == 1
     await engine.write("s", WriteRequest("set", "pref/a", PROV, content="k: v2", base_version=1))
     entry = JournalEntry("s", "s:s", "pref/a", "set", "staged", "now", {"op": "set"}, 0)
-    stale.content = "k: lost?"
-    committed, conflicts = await store.commit([PageCommit("s:s", stale, 1, [], entry)])
-    assert committed == [] and conflicts == [Conflict("pref/a", 2)]
-    assert stale.version == 1  # the caller's page is left as it was
-    assert (entry.status, entry.reasons[0]["code"]) == ("rejected", "DESTRUCTIVE_OP")
+    attempt = replace(stale, content="k: lost?", version=2)
+    committed, conflicts = await store.commit([PageCommit("s:s", attempt, 1, (), entry)])
+    assert committed == [] and len(conflicts) == 1 and conflicts[0].current_version == 2
+    rows = await store.journal("s", 100)
+    assert rows[-1].txn_id == conflicts[0].entry_txn_id
+    assert (rows[-1].status, rows[-1].reasons[0]["code"]) == ("rejected", "DESTRUCTIVE_OP")
     now = await store.get_page("s:s", "pref/a")
     assert now is not None and (now.version, now.content) == (2, "k: v2")
     await store.close()

@@ -21,7 +21,7 @@ from clawvm_mcp.importer import (
     split_sections,
 )
 from clawvm_mcp.journal import WriteRequest
-from clawvm_mcp.pages import Provenance
+from clawvm_mcp.pages import Page, Provenance
 from clawvm_mcp.store import SQLiteStore
 
 pytestmark = pytest.mark.anyio
@@ -163,6 +163,10 @@ def test_repeated_and_unsluggable_headings_get_distinct_ids() -> None:
     assert [p.page_id for p in pages] == ["ws/soul/tone", "ws/soul/tone-2", "ws/soul/section-l5"]
 
 
+async def pages_of(engine: ClawVMEngine, session_id: str) -> dict[str, Page]:
+    return {p.page_id: p for p in await engine.pages(session_id)}
+
+
 # ------------------------------------------------------------------------------------------------ importing
 
 
@@ -170,13 +174,13 @@ async def test_import_writes_project_pages_through_the_journal(engine: ClawVMEng
     report = await import_workspace(engine, "s1", workspace)
     assert report.files == ["AGENTS.md", "SOUL.md", "USER.md", "MEMORY.md"]
     assert report.ok and report.count("created") == len(report.pages) == 8
-    state = engine.state_of("s1")
-    red = state.pages["ws/agents/red-lines"]
+    pages = await pages_of(engine, "s1")
+    red = pages["ws/agents/red-lines"]
     assert (red.type, red.pin, red.scope, red.version) == ("bootstrap", "hard", "project", 1)
     assert (red.provenance.source, red.provenance.ref) == ("import", "ext:AGENTS.md#L11")
-    rule = state.pages["ws/memory/deploy-rules"]
+    rule = pages["ws/memory/deploy-rules"]
     assert (rule.type, rule.pin, rule.scope) == ("constraint", "hard", "project")
-    assert state.pages["ws/user/communication"].fields["key"] == "Communication"
+    assert pages["ws/user/communication"].fields["key"] == "Communication"
     counts = await engine.store.journal_counts("s1")
     assert counts == {"committed": 8}
 
@@ -191,7 +195,7 @@ async def test_reimport_is_idempotent_and_updates_with_base_version(engine: Claw
     changed = await import_workspace(engine, "s1", workspace)
     assert by_id(changed)["ws/soul/soul-md-who-you-are"] == "updated"
     assert [p.action for p in changed.pages].count("unchanged") == 7
-    soul = engine.state_of("s1").pages["ws/soul/soul-md-who-you-are"]
+    soul = (await pages_of(engine, "s1"))["ws/soul/soul-md-who-you-are"]
     assert soul.version == 2 and soul.content.endswith("Be concise.")
     last = (await engine.store.journal("s1", 1))[0]
     assert (last.op, last.status, last.request["base_version"]) == ("set", "committed", 1)
@@ -202,7 +206,7 @@ async def test_a_moved_section_gets_its_new_line(engine: ClawVMEngine, workspace
     (workspace / "USER.md").write_text("<!-- about the user -->\n" + USER, encoding="utf-8")
     report = await import_workspace(engine, "s1", workspace)
     assert by_id(report)["ws/user/communication"] == "updated"
-    assert engine.state_of("s1").pages["ws/user/communication"].provenance.ref == "ext:USER.md#L7"
+    assert (await pages_of(engine, "s1"))["ws/user/communication"].provenance.ref == "ext:USER.md#L7"
 
 
 async def test_memory_section_changing_type_is_retyped(engine: ClawVMEngine, workspace: Path) -> None:
@@ -224,7 +228,7 @@ async def test_memory_section_changing_type_is_retyped(engine: ClawVMEngine, wor
     )
     report = await import_workspace(engine, "s1", workspace)
     assert by_id(report)["ws/memory/projects"] == "retyped"
-    page = engine.state_of("s1").pages["ws/memory/projects"]
+    page = (await pages_of(engine, "s1"))["ws/memory/projects"]
     assert (page.type, page.pin, page.version) == ("constraint", "hard", 3)  # v1 preference, v2 tombstone, v3
 
 
@@ -232,13 +236,13 @@ async def test_a_constraint_becoming_a_preference_is_unpinned_first(engine: Claw
     rules = MEMORY.replace("## Projects\n", "## Habits\n- never deploy late\n- always pair\n\n## Projects\n")
     (workspace / "MEMORY.md").write_text(rules, encoding="utf-8")
     await import_workspace(engine, "s1", workspace)
-    assert engine.state_of("s1").pages["ws/memory/habits"].type == "constraint"
+    assert (await pages_of(engine, "s1"))["ws/memory/habits"].type == "constraint"
     (workspace / "MEMORY.md").write_text(
         rules.replace("- never deploy late\n- always pair", "- tea at four"), encoding="utf-8"
     )
     report = await import_workspace(engine, "s1", workspace)
     assert by_id(report)["ws/memory/habits"] == "retyped"
-    page = engine.state_of("s1").pages["ws/memory/habits"]
+    page = (await pages_of(engine, "s1"))["ws/memory/habits"]
     assert (page.type, page.pin, page.version) == ("preference", "none", 4)  # v2 unpinned, v3 tombstone, v4
     ops = [(e.op, e.status) for e in await engine.store.journal("s1", 50) if e.page_id == "ws/memory/habits"]
     assert ops == [("create", "committed"), ("pin", "committed"), ("delete", "committed"), ("create", "committed")]
@@ -278,7 +282,7 @@ async def test_a_bootstrap_page_is_never_retyped(engine: ClawVMEngine, workspace
     report = await import_workspace(engine, "s1", workspace)
     (page,) = [p for p in report.pages if p.page_id == "ws/user/communication"]
     assert page.action == "rejected" and "bootstrap page" in page.reasons[0]
-    assert engine.state_of("s1").pages["ws/user/communication"].type == "bootstrap"
+    assert (await pages_of(engine, "s1"))["ws/user/communication"].type == "bootstrap"
     assert not report.ok
 
 

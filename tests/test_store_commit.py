@@ -7,17 +7,19 @@ import sqlite3
 import threading
 from collections.abc import AsyncIterator
 from contextlib import closing
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from clawvm_mcp.canonical import dumps
 from clawvm_mcp.engine import ClawVMEngine
 from clawvm_mcp.journal import WriteRequest
 from clawvm_mcp.pages import Page, Provenance
 from clawvm_mcp.store import SQLiteStore, StoreError
 from clawvm_mcp.store import sqlite as sqlite_store
-from clawvm_mcp.store.base import Conflict, JournalEntry, PageCommit, dumps, page_to_json
+from clawvm_mcp.store.base import Committed, Conflict, JournalEntry, PageCommit, page_to_json
 
 PROV = Provenance("user", "ext:test", 0)
 NS = "s:s"
@@ -74,23 +76,23 @@ async def test_stale_commit_is_rejected_and_leaves_the_page_byte_for_byte(store:
     """If the one-statement commit lost its compare-and-swap, the stale body would land here."""
     stale = await page(store, "pref/a")
     staged = await store.stage(entry("pref/a", "append"))
-    fresh = await page(store, "pref/a")
-    fresh.content = "k: v2"
-    assert (await store.commit([PageCommit(NS, fresh, 1, [], entry("pref/a"))]))[1] == []  # now at v2
+    fresh = replace(await page(store, "pref/a"), content="k: v2", version=2)
+    assert (await store.commit([PageCommit(NS, fresh, 1, (), entry("pref/a"))]))[1] == []  # now at v2
     before_row, before_journal = page_row(store, "pref/a"), journal(store)
 
-    stale.content = "k: lost?"
     new = entry("pref/a")
-    committed, conflicts = await store.commit([PageCommit(NS, stale, 1, [staged], new)])
+    attempt = replace(stale, content="k: lost?", version=2)
+    committed, conflicts = await store.commit([PageCommit(NS, attempt, 1, (staged,), new)])
 
-    assert (committed, conflicts) == ([], [Conflict("pref/a", 2)])
-    assert stale.version == 1 and page_row(store, "pref/a") == before_row
-    assert (new.status, new.reasons[0]["code"]) == ("rejected", "DESTRUCTIVE_OP")
-    assert new.txn_id == before_journal[-1][0] + 1
-    rejected = ("pref/a", "rejected", None, dumps(new.reasons))
+    new_txn = before_journal[-1][0] + 1
+    assert (committed, conflicts) == ([], [Conflict("pref/a", 2, new_txn)])
+    assert page_row(store, "pref/a") == before_row
+    reasons = journal(store)[-1][4]
+    assert '"DESTRUCTIVE_OP"' in reasons
+    rejected = ("pref/a", "rejected", None, reasons)
     assert journal(store) == [
         *[(r[0], *rejected) if r[0] == staged else r for r in before_journal],
-        (new.txn_id, *rejected),
+        (new_txn, *rejected),
     ]
 
 
@@ -99,16 +101,14 @@ async def test_commit_settles_staged_rows_and_returns_the_new_rows_txn_id(store:
     a = await store.stage(entry("pref/a", "append"))
     settled = await store.stage(entry("pref/a", "append"))
     await store.mark([settled], "lost", [{"code": "FLUSH_MISS", "detail": "x"}])
-    p = await page(store, "pref/a")
-    p.content = "k: v2"
-    new = entry("pref/a")
-    committed, conflicts = await store.commit([PageCommit(NS, p, 1, [a, settled], new)])
-    assert conflicts == [] and committed == [a, settled, new.txn_id] and new.txn_id == settled + 1
-    assert (p.version, new.status, new.version) == (2, "committed", 2)
+    p = replace(await page(store, "pref/a"), content="k: v2", version=2)
+    committed, conflicts = await store.commit([PageCommit(NS, p, 1, (a, settled), entry("pref/a"))])
+    new_txn = settled + 1
+    assert conflicts == [] and committed == [Committed("pref/a", 2, (a, settled, new_txn), new_txn)]
     assert [r for r in journal(store) if r[0] >= a] == [
         (a, "pref/a", "committed", 2, "[]"),
         (settled, "pref/a", "lost", None, '[{"code":"FLUSH_MISS","detail":"x"}]'),  # history: never rewritten
-        (new.txn_id, "pref/a", "committed", 2, "[]"),
+        (new_txn, "pref/a", "committed", 2, "[]"),
     ]
     stored = await page(store, "pref/a")
     assert (stored.version, stored.content) == (2, "k: v2")
@@ -119,12 +119,11 @@ async def test_commit_settles_staged_rows_and_returns_the_new_rows_txn_id(store:
 async def test_a_flush_with_one_stale_page_commits_the_others_in_one_transaction(store: SQLiteStore) -> None:
     a, b = await page(store, "pref/a"), await page(store, "pref/b")
     sa, sb = await store.stage(entry("pref/a", "append")), await store.stage(entry("pref/b", "append"))
-    moved = await page(store, "pref/b")
-    moved.content = "k: elsewhere"
+    moved = replace(await page(store, "pref/b"), content="k: elsewhere", version=2)
     await store.commit([PageCommit(NS, moved, 1)])  # pref/b is at v2 under the flush
-    a.content, b.content = "k: a2", "k: b-stale"
-    committed, conflicts = await store.commit([PageCommit(NS, a, 1, [sa]), PageCommit(NS, b, 1, [sb])])
-    assert committed == [sa] and conflicts == [Conflict("pref/b", 2)]
+    a, b = replace(a, content="k: a2", version=2), replace(b, content="k: b-stale", version=2)
+    committed, conflicts = await store.commit([PageCommit(NS, a, 1, (sa,)), PageCommit(NS, b, 1, (sb,))])
+    assert committed == [Committed("pref/a", 2, (sa,))] and conflicts == [Conflict("pref/b", 2)]
     statuses = {r[0]: (r[2], r[3]) for r in journal(store)}
     assert statuses[sa] == ("committed", 2) and statuses[sb] == ("rejected", None)
     assert (await page(store, "pref/a")).content == "k: a2"
@@ -133,8 +132,7 @@ async def test_a_flush_with_one_stale_page_commits_the_others_in_one_transaction
 
 @pytest.mark.anyio
 async def test_single_page_commit_is_one_trip_to_the_connection_thread(store: SQLiteStore, returning: bool) -> None:
-    p = await page(store, "pref/a")
-    p.content = "k: v2"
+    p = replace(await page(store, "pref/a"), content="k: v2", version=2)
     calls: list[str] = []
     conn = store._conn  # the store's own connection; only its public methods are wrapped
 
@@ -149,7 +147,7 @@ async def test_single_page_commit_is_one_trip_to_the_connection_thread(store: SQ
 
     for name in ("execute", "execute_fetchall", "execute_insert", "executemany", "executescript"):
         setattr(conn, name, counting(name))
-    await store.commit([PageCommit(NS, p, 1, [], entry("pref/a"))])
+    await store.commit([PageCommit(NS, p, 1, (), entry("pref/a"))])
     assert len(calls) == (1 if returning else 4)  # without RETURNING: BEGIN, the statement, SELECT max, COMMIT
 
 
@@ -160,10 +158,9 @@ async def test_single_page_commit_waits_for_another_processs_write_lock(store: S
     release = threading.Timer(0.3, lambda: other.execute("COMMIT"))
     release.start()
     try:
-        p = await page(store, "pref/a")
-        p.content = "k: after the lock"
-        new = entry("pref/a")
-        assert await store.commit([PageCommit(NS, p, 1, [], new)]) == ([new.txn_id], [])
+        p = replace(await page(store, "pref/a"), content="k: after the lock", version=2)
+        (done,), conflicts = await store.commit([PageCommit(NS, p, 1, (), entry("pref/a"))])
+        assert conflicts == [] and done.version == 2 and done.txn_ids == (done.entry_txn_id,)
     finally:
         release.join()
         other.close()

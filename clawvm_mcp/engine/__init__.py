@@ -2,6 +2,15 @@
 
 from .core import ClawVMEngine
 from .policy import CLAWVM, EngineConfig, EnginePolicy
-from .session import EngineError, PageInput, SessionState
+from .session import EngineError, PageInput, SavedState, SessionState
 
-__all__ = ["CLAWVM", "ClawVMEngine", "EngineConfig", "EngineError", "EnginePolicy", "PageInput", "SessionState"]
+__all__ = [
+    "CLAWVM",
+    "ClawVMEngine",
+    "EngineConfig",
+    "EngineError",
+    "EnginePolicy",
+    "PageInput",
+    "SavedState",
+    "SessionState",
+]

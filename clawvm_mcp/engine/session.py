@@ -1,4 +1,4 @@
-"""What the engine holds in memory for one session, and the input errors it reports to callers."""
+"""What the engine holds in memory for one session, how it is loaded and saved, and the input errors it reports."""
 
 from __future__ import annotations
 
@@ -6,18 +6,20 @@ import asyncio
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
+from ..errors import ClawVMError
 from ..faults import FaultObserver
 from ..page_table import PageTable
 from ..pages import Fidelity, Fields, Page, PageType, Pin, Provenance
 from ..store.base import SessionRecord, ToolCall
+from .runtime import Runtime
 
 SESSION_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}\Z")  # \Z: "$" would accept a trailing newline
 PROJECT_ID_RE = SESSION_ID_RE
 
 
-class EngineError(Exception):
+class EngineError(ClawVMError):
     """A request the caller must fix; the message says what to do next and is shown to the model verbatim."""
 
 
@@ -30,6 +32,42 @@ class PageInput:
     pin: Pin | None = None
     scope: Literal["session", "project"] | None = None
     provenance: Provenance | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SavedState:
+    """The engine-owned part of a session record, decoded: what a reader such as ``inspect`` may show."""
+
+    recency: dict[str, float]
+    after_boundary: bool
+    duplicate_signature: int
+    hits: int
+    physical_insufficiency: int
+
+    @classmethod
+    def of(cls, record: SessionRecord) -> SavedState:
+        saved = record.state
+        raw_recency = saved.get("recency", {})
+        recency = {str(k): float(v) for k, v in raw_recency.items()} if isinstance(raw_recency, dict) else {}
+        raw = saved.get("counters", {})
+        counters: dict[str, Any] = raw if isinstance(raw, dict) else {}
+        return cls(
+            recency=recency,
+            after_boundary=bool(saved.get("after_boundary", False)),
+            duplicate_signature=_int(counters.get("duplicate_signature", 0)),
+            hits=_int(counters.get("hits", 0)),
+            physical_insufficiency=_int(counters.get("physical_insufficiency", 0)),
+        )
+
+
+def _int(value: object) -> int:
+    """A saved counter, read leniently: a hand-edited or foreign blob shows as 0, never as an error."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return 0
+    try:
+        return int(value)
+    except ValueError:
+        return 0
 
 
 @dataclass(slots=True)
@@ -47,6 +85,8 @@ class SessionState:
     turn_demands: set[str] = field(default_factory=lambda: set())
     after_boundary: bool = False
     unreported_settled: tuple[int, int] = (0, 0)  # settled on an implicit resume; the next lifecycle reports them
+    # trace-given utilities (replay only): applied over every copy of the page this cache installs
+    utilities: dict[str, tuple[float | None, float | None]] = field(default_factory=lambda: {})
     observer: FaultObserver = field(default_factory=FaultObserver)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -68,6 +108,44 @@ class SessionState:
 
     def live(self) -> list[Page]:
         return [s.page for s in self.pages.sizes.values()]
+
+    def namespaces(self, project_readable: bool) -> list[str]:
+        return [self.session_ns, self.project_ns] if project_readable else [self.session_ns]
+
+
+async def load(rt: Runtime, record: SessionRecord) -> SessionState:
+    """A session's cache built from the store: pages of its namespaces, tool calls, faults and saved counters."""
+    state = SessionState(record)
+    for ns, page in await rt.store.load_pages(state.namespaces(rt.config.can_read_project(record.project_id))):
+        state.pages[page.page_id] = page
+        state.namespace[page.page_id] = ns
+    for call in await rt.store.tool_calls(record.session_id):
+        state.calls[call.signature] = call
+        state.call_ids.add(call.call_id)
+    saved = SavedState.of(record)
+    state.recency = saved.recency
+    state.after_boundary = saved.after_boundary
+    state.observer.restore(
+        await rt.store.faults(record.session_id),
+        saved.duplicate_signature,
+        saved.hits,
+        saved.physical_insufficiency,
+    )
+    return state
+
+
+async def save(rt: Runtime, state: SessionState) -> None:
+    obs = state.observer
+    state.record.state = {
+        "recency": {k: round(v, 9) for k, v in sorted(state.recency.items())},
+        "after_boundary": state.after_boundary,
+        "counters": {
+            "duplicate_signature": obs.duplicate_signature,
+            "hits": obs.hits,
+            "physical_insufficiency": obs.physical_insufficiency,
+        },
+    }
+    await rt.store.put_session(state.record)
 
 
 def require_unicode(label: str, value: object) -> None:

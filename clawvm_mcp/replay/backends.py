@@ -19,14 +19,9 @@ from ..engine.results import (
     WriteResult,
 )
 from ..journal import WriteRequest
-from ..pages import Fidelity
-from ..selector import SelectorPolicy, select
 from ..store.memory import MemoryStore
 from .policies import ReplayPolicy
 from .trace import Backend as RecallBackend
-
-# the floor check every policy is judged by: hard pins and demands at their floors, nothing else
-_FLOOR_ONLY = SelectorPolicy(auto_pin_hard=True, prefetch_pointer=False, upgrade_mode="none")
 
 
 class Backend(Protocol):
@@ -41,9 +36,15 @@ class Backend(Protocol):
     ) -> RecallResult | None: ...
     async def lifecycle(self, session: str, event: str) -> LifecycleResult: ...
     async def stats(self, session: str) -> StatsResult: ...
-    def floor_fits(self, session: str, demands: Mapping[str, str], budget: int) -> bool | None: ...
-    def faults_total(self, session: str) -> int | None: ...
-    def set_utility(self, session: str, page_id: str, base_utility: float | None, recompute: float | None) -> None: ...
+    async def version(self, session: str, page_id: str) -> int | None:
+        """The committed version of a page the session can see (0: created staged), None if it has none."""
+        ...
+
+    async def floor_fits(self, session: str, demands: Mapping[str, str], budget: int) -> bool | None: ...
+    async def faults_total(self, session: str) -> int | None: ...
+    async def set_utility(
+        self, session: str, page_id: str, base_utility: float | None, recompute: float | None
+    ) -> None: ...
     async def close(self) -> None: ...
 
 
@@ -78,24 +79,20 @@ class EngineBackend:
     async def stats(self, session: str) -> StatsResult:
         return await self.engine.stats(session)
 
-    def floor_fits(self, session: str, demands: Mapping[str, str], budget: int) -> bool | None:
-        state = self.engine.state_of(session)
-        wanted = {pid: Fidelity.parse(f) for pid, f in demands.items()}
-        return not select(state.pages, wanted, budget, _FLOOR_ONLY, {}).unmet_required
+    async def version(self, session: str, page_id: str) -> int | None:
+        return await self.engine.version_of(session, page_id)
 
-    def faults_total(self, session: str) -> int | None:
-        return self.engine.state_of(session).observer.total
+    async def floor_fits(self, session: str, demands: Mapping[str, str], budget: int) -> bool | None:
+        return await self.engine.floor_fits(session, demands, budget)
 
-    def set_utility(self, session: str, page_id: str, base_utility: float | None, recompute: float | None) -> None:
+    async def faults_total(self, session: str) -> int | None:
+        return await self.engine.faults_total(session)
+
+    async def set_utility(
+        self, session: str, page_id: str, base_utility: float | None, recompute: float | None
+    ) -> None:
         """Trace-given utility and recompute cost; the write API has no such fields, so they apply in memory."""
-        table = self.engine.state_of(session).pages
-        page = table.get(page_id)
-        if page is not None:
-            if base_utility is not None:
-                page.base_utility = base_utility
-            if recompute is not None:
-                page.recompute_cost = recompute
-            table[page_id] = page  # re-index: the selector's sort keys read these
+        await self.engine.set_utility(session, page_id, base_utility, recompute)
 
     async def close(self) -> None:
         await self.engine.store.close()

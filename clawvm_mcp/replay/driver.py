@@ -13,9 +13,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ..engine import EngineError
+from ..errors import ClawVMError
 from ..faults import FAULT_KINDS
 from ..journal import WriteRequest
-from ..pages import TYPE_POLICIES, Fidelity, Provenance
+from ..pages import Fidelity, Provenance
 from .backends import Backend, EngineBackend
 from .policies import ReplayPolicy, get_policy
 from .trace import Event, PageSpec, Trace, full_tokens
@@ -27,7 +28,7 @@ SESSION_BUDGET = 1_000_000
 ROUND = 6
 
 
-class ReplayError(RuntimeError):
+class ReplayError(ClawVMError, RuntimeError):
     """The engine refused an operation the trace asked for; the message names the trace line."""
 
 
@@ -55,38 +56,8 @@ def synthesize(spec: PageSpec) -> str:
     return f"{pid} {spec.type} record"
 
 
-class _Versions:
-    """Committed version per page as this session sees it: its own pages plus its project's (shared)."""
-
-    def __init__(self, project: dict[str, int]) -> None:
-        self.own: dict[str, int] = {}
-        self.project = project
-
-    def _home(self, page_id: str) -> dict[str, int]:
-        return self.own if page_id in self.own or page_id not in self.project else self.project
-
-    def __contains__(self, page_id: object) -> bool:
-        return page_id in self.own or page_id in self.project
-
-    def __getitem__(self, page_id: str) -> int:
-        return self._home(page_id)[page_id]
-
-    def get(self, page_id: str, default: int | None = None) -> int | None:
-        return self._home(page_id).get(page_id, default)
-
-    def __setitem__(self, page_id: str, version: int) -> None:
-        self._home(page_id)[page_id] = version
-
-    def add(self, page_id: str, version: int, project_scope: bool) -> None:
-        (self.project if project_scope else self.own)[page_id] = version
-
-    def __delitem__(self, page_id: str) -> None:
-        del self._home(page_id)[page_id]
-
-
 @dataclass(slots=True)
 class _Session:
-    versions: _Versions
     turn: int = 0
     demands: dict[str, Fidelity] = field(default_factory=lambda: {})
     alias: dict[str, str] = field(default_factory=lambda: {})  # trace result page -> engine evidence page
@@ -94,7 +65,6 @@ class _Session:
     snapshot: dict[str, int] = field(default_factory=lambda: {})
     after_snapshot: dict[str, int] = field(default_factory=lambda: {})  # faults reported by session_end
     ended: bool = False
-    staged: set[str] = field(default_factory=lambda: set())  # pages with an uncommitted boundary write
 
 
 class Replayer:
@@ -104,7 +74,6 @@ class Replayer:
         self.budget_override = budget
         self.backend = backend
         self.sessions: dict[str, _Session] = {}
-        self.projects: dict[str, dict[str, int]] = {}  # project -> page -> committed version
         self.current: str | None = None
         self.budget = budget or DEFAULT_BUDGET
         multi = trace.sessions > 1
@@ -140,7 +109,7 @@ class Replayer:
                 index.setdefault(e.session, []).append((pos, e.turn, e.page_id))
         return index
 
-    def _future(self, session: str, turn: int) -> dict[str, int] | None:
+    async def _future(self, session: str, turn: int) -> dict[str, int] | None:
         horizon = self.policy.engine.horizon
         if horizon <= 0:
             return None
@@ -149,7 +118,7 @@ class Replayer:
         for pos, t, page_id in self.future_index.get(session, []):
             if pos > self.position and turn < t <= turn + horizon:
                 target = s.alias.get(page_id, page_id)
-                if target in s.versions:
+                if await self.backend.version(session, target) is not None:
                     out[target] = out.get(target, 0) + 1
         return out
 
@@ -198,7 +167,7 @@ class Replayer:
             await self._page(sid, s, event.page, event.dirty, event.line)
         elif event.op == "demand":
             target = s.alias.get(event.page_id, event.page_id)
-            if target not in s.versions:
+            if await self.backend.version(sid, target) is None:
                 self.counts["missing_demands"] += 1
                 return
             want = Fidelity.parse(event.fidelity)
@@ -219,15 +188,13 @@ class Replayer:
         self.budget = budget
         started = time.perf_counter_ns()
         result = await self.backend.session_start(event.session, event.project, SESSION_BUDGET)
-        project = self.projects.setdefault(event.project, {})
-        s = self.sessions.setdefault(event.session, _Session(_Versions(project)))
+        s = self.sessions.setdefault(event.session, _Session())
         self._charge(event.session, started)
         s.turn = max(s.turn, result.turn)
         s.after_snapshot, s.ended = {}, False
         self.current = event.session
 
     async def _write(self, sid: str, req: WriteRequest) -> None:
-        s = self.sessions[sid]
         started = time.perf_counter_ns()
         result = await self.backend.write(sid, req)
         self._charge(sid, started)
@@ -236,19 +203,12 @@ class Replayer:
             for r in result.reasons:
                 self.rejections[r.code] = self.rejections.get(r.code, 0) + 1
             return
-        if req.page_id in s.versions:
-            s.versions[req.page_id] = result.version
-        else:
-            scope = req.scope or (TYPE_POLICIES[req.type].default_scope if req.type else "session")
-            s.versions.add(req.page_id, result.version, scope == "project")
-        if result.status == "staged":
-            s.staged.add(req.page_id)
-        self._apply_utility(sid, req.page_id)
+        await self._apply_utility(sid, req.page_id)
 
-    def _apply_utility(self, sid: str, page_id: str) -> None:
+    async def _apply_utility(self, sid: str, page_id: str) -> None:
         pair = self.sessions[sid].utility.get(page_id)
         if pair is not None:
-            self.backend.set_utility(sid, page_id, *pair)
+            await self.backend.set_utility(sid, page_id, *pair)
 
     async def _page(self, sid: str, s: _Session, spec: PageSpec, dirty: bool, line: int) -> None:
         if spec.page_id in self.result_ids and spec.page_id not in s.alias:
@@ -257,7 +217,8 @@ class Replayer:
         target = s.alias.get(spec.page_id, spec.page_id)
         if spec.base_utility is not None or spec.recompute_cost is not None:
             s.utility[target] = (spec.base_utility, spec.recompute_cost)
-        exists = target in s.versions
+        version = await self.backend.version(sid, target)
+        exists = version is not None
         req = WriteRequest(
             op="set" if exists else "create",
             page_id=target,
@@ -265,7 +226,7 @@ class Replayer:
             type=spec.type,
             content=spec.content if spec.content is not None else synthesize(spec),
             fields=dict(spec.fields) if spec.fields is not None else None,
-            base_version=s.versions[target] if exists else None,
+            base_version=version,
             scope=spec.scope,
             pin=spec.pin,
             commit="boundary" if dirty else "now",
@@ -289,9 +250,6 @@ class Replayer:
             s.alias[event.result_page] = page_id
         if result.status == "duplicate_signature":
             return
-        if page_id not in s.versions:
-            s.versions.add(page_id, 0, project_scope=False)
-        s.versions[page_id] += 1  # the engine committed the result as a new version
         if spec is not None and spec.tokens is not None:
             req = WriteRequest(
                 "set",
@@ -299,13 +257,13 @@ class Replayer:
                 Provenance("harness", f"ext:trace:{event.line}", s.turn),
                 "evidence",
                 content,
-                base_version=s.versions[page_id],
+                base_version=await self.backend.version(sid, page_id),
                 tokens=full_tokens(spec),
             )
             await self._write(sid, req)
         if spec is not None and (spec.base_utility is not None or spec.recompute_cost is not None):
             s.utility[page_id] = (spec.base_utility, spec.recompute_cost)
-            self._apply_utility(sid, page_id)
+            await self._apply_utility(sid, page_id)
 
     async def _recall(self, sid: str, s: _Session, event: Event) -> None:
         started = time.perf_counter_ns()
@@ -326,19 +284,12 @@ class Replayer:
         started = time.perf_counter_ns()
         result = await self.backend.lifecycle(sid, op)
         self._charge(sid, started)
-        lost = {f.subject for f in result.faults if f.kind == "flush_miss"}
         for fault in result.faults:
             if op == "session_end":
                 s.after_snapshot[fault.kind] = s.after_snapshot.get(fault.kind, 0) + 1
-        for page_id in sorted(s.staged):
-            if page_id not in lost:
-                s.versions[page_id] += 1  # the boundary committed every staged row of the page as one version
-            elif s.versions.get(page_id) == 0:
-                del s.versions[page_id]  # created dirty and never committed: the page is gone
-        s.staged.clear()
         s.ended = s.ended or op == "session_end"
         for page_id in s.utility:
-            self._apply_utility(sid, page_id)
+            await self._apply_utility(sid, page_id)
 
     async def _flush_demands(self, sid: str) -> None:
         if self.sessions[sid].demands:
@@ -350,12 +301,13 @@ class Replayer:
         demands = {pid: lv.label for pid, lv in sorted(s.demands.items())}
         s.demands = {}
         budget = max(0, int(self.budget * self.scale))
-        fits = self.backend.floor_fits(sid, demands, self.budget)
-        before = self.backend.faults_total(sid)
+        fits = await self.backend.floor_fits(sid, demands, self.budget)
+        before = await self.backend.faults_total(sid)
+        future = await self._future(sid, s.turn)
         started = time.perf_counter_ns()
-        result = await self.backend.assemble(sid, budget, list(demands.items()), self._future(sid, s.turn))
+        result = await self.backend.assemble(sid, budget, list(demands.items()), future)
         self._charge(sid, started)
-        after = self.backend.faults_total(sid)
+        after = await self.backend.faults_total(sid)
         self.counts["assemblies"] += 1
         self.tokens_used.append(result.tokens_used)
         if fits is None:

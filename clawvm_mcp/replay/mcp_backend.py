@@ -20,6 +20,7 @@ from ..engine import EngineError
 from ..engine.results import (
     AssembleResult,
     LifecycleResult,
+    ListResult,
     RecallResult,
     SessionStartResult,
     StatsResult,
@@ -119,13 +120,20 @@ class McpBackend:
     async def stats(self, session: str) -> StatsResult:
         return await self._call("session_stats", StatsResult, session_id=session)
 
-    def floor_fits(self, session: str, demands: Mapping[str, str], budget: int) -> bool | None:
+    async def version(self, session: str, page_id: str) -> int | None:
+        """page_list is the one side-effect-free read of versions (page_read would count hits)."""
+        listed = await self._call("page_list", ListResult, session_id=session)
+        return next((p.version for p in listed.pages if p.page_id == page_id), None)
+
+    async def floor_fits(self, session: str, demands: Mapping[str, str], budget: int) -> bool | None:
         return None  # the server's own physical_insufficiency flag answers (clawvm auto-pins, so it is the same)
 
-    def faults_total(self, session: str) -> int | None:
+    async def faults_total(self, session: str) -> int | None:
         return None
 
-    def set_utility(self, session: str, page_id: str, base_utility: float | None, recompute: float | None) -> None:
+    async def set_utility(
+        self, session: str, page_id: str, base_utility: float | None, recompute: float | None
+    ) -> None:
         return None  # not expressible through page_write; workloads that need it replay in process only
 
     async def close(self) -> None:

@@ -3,17 +3,17 @@ replace the embedded SQLite file without touching the domain."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from ..errors import ClawVMError
 from ..faults import FaultEvent
 from ..pages import Fidelity, Page, Provenance, Representation
 
 JournalStatus = Literal["staged", "validated", "committed", "rejected", "lost"]
 
 
-class StoreError(Exception):
+class StoreError(ClawVMError):
     """The backend failed (I/O, corruption, lock timeout): callers report backend_error, never an empty result."""
 
 
@@ -28,7 +28,7 @@ class SessionRecord:
     state: dict[str, Any] = field(default_factory=lambda: {})  # engine-owned JSON: recency, counters, flags
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class JournalEntry:
     session_id: str
     namespace: str
@@ -55,21 +55,43 @@ class ToolCall:
     has_result: bool
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class PageCommit:
-    """One page's committed state plus the journal rows it settles; ``new_entry`` is written in the same txn."""
+    """One page's new committed state (``page.version`` is ``expected_version + 1``) plus the journal rows it
+    settles; ``new_entry`` is written in the same transaction."""
 
     namespace: str
     page: Page
     expected_version: int
-    txn_ids: list[int] = field(default_factory=lambda: [])
+    txn_ids: tuple[int, ...] = ()
     new_entry: JournalEntry | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Committed:
+    """What a page commit settled: the page's new version and every journal row it committed, the new row last."""
+
+    page_id: str
+    version: int
+    txn_ids: tuple[int, ...]
+    entry_txn_id: int | None = None  # the row written for ``new_entry``, when there was one
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    """One ranked recall result: the page, the namespace it was found in, its BM25 score (higher is better)."""
+
+    namespace: str
+    page: Page
+    score: float
+    matched: int  # how many of the query's distinct terms the page holds
 
 
 @dataclass(frozen=True, slots=True)
 class Conflict:
     page_id: str
     current_version: int
+    entry_txn_id: int | None = None  # the rejected row written for ``new_entry``, when there was one
 
 
 class Store(Protocol):
@@ -80,8 +102,12 @@ class Store(Protocol):
     async def get_page(self, namespace: str, page_id: str) -> Page | None: ...
     async def count_pages(self, namespace: str) -> int: ...
     async def stage(self, entry: JournalEntry) -> int: ...
-    async def commit(self, writes: list[PageCommit]) -> tuple[list[int], list[Conflict]]: ...
-    async def try_commit(self, write: PageCommit) -> list[int] | None:
+    async def commit(self, writes: list[PageCommit]) -> tuple[list[Committed], list[Conflict]]:
+        """Commit each page that is still at its ``expected_version``; a page that moved is a ``Conflict``: its
+        rows are marked rejected and its ``new_entry`` is written rejected, in the same transaction."""
+        ...
+
+    async def try_commit(self, write: PageCommit) -> Committed | None:
         """Commit one page if it is still at ``expected_version``, else write nothing and return None (a store may
         also return None when it cannot do this in one step): the caller then takes the checked way."""
         ...
@@ -96,7 +122,11 @@ class Store(Protocol):
     async def faults(self, session_id: str) -> list[FaultEvent]: ...
     async def search(
         self, namespaces: list[str], terms: list[str], page_type: str | None, limit: int
-    ) -> list[Page]: ...
+    ) -> list[SearchHit]:
+        """Live pages of ``namespaces`` holding any of ``terms`` (index tokens: store/search.py query_terms),
+        ranked by BM25 best first, at most ``limit``."""
+        ...
+
     async def live_sessions(self, principal: str, prefix: str, limit: int) -> list[str]:
         """Ids of ``principal``'s sessions that have not ended and start with ``prefix``, in id order, at most
         ``limit`` of them: what a client may discover (resources/list, completion)."""
@@ -154,8 +184,3 @@ def page_from_json(data: dict[str, object]) -> Page:
         title=str(data.get("title", "")),
         deleted=bool(data.get("deleted", False)),
     )
-
-
-def dumps(value: object) -> str:
-    """Canonical JSON: sorted keys, no spaces, so stored bytes and hashes are reproducible."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)

@@ -9,17 +9,20 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
+from ..canonical import dumps
 from ..faults import FaultEvent
 from ..pages import Page
+from . import search
 from .base import (
+    Committed,
     Conflict,
     JournalEntry,
     JournalStatus,
     PageCommit,
+    SearchHit,
     SessionRecord,
     ToolCall,
     conflict_reasons,
-    dumps,
     page_from_json,
     page_to_json,
 )
@@ -79,51 +82,55 @@ class MemoryStore:
         return sum(1 for (ns, _), (p, _) in self._pages.items() if ns == namespace and not p.deleted)
 
     def _insert(self, entry: JournalEntry) -> int:
-        entry.txn_id = len(self._journal) + 1
-        self._journal[entry.txn_id] = replace(entry, request=json.loads(dumps(entry.request)))
-        return entry.txn_id
+        txn_id = len(self._journal) + 1
+        self._journal[txn_id] = replace(entry, txn_id=txn_id, request=json.loads(dumps(entry.request)))
+        return txn_id
 
     async def stage(self, entry: JournalEntry) -> int:
         return self._insert(entry)
 
-    async def try_commit(self, write: PageCommit) -> list[int] | None:
+    async def try_commit(self, write: PageCommit) -> Committed | None:
         key = (write.namespace, write.page.page_id)
         if (self._pages[key][0].version if key in self._pages else 0) != write.expected_version:
             return None
         committed, _ = await self.commit([write])
-        return committed
+        return committed[0]
 
-    async def commit(self, writes: list[PageCommit]) -> tuple[list[int], list[Conflict]]:
+    async def commit(self, writes: list[PageCommit]) -> tuple[list[Committed], list[Conflict]]:
         conflicts: list[Conflict] = []
-        committed: list[int] = []
+        committed: list[Committed] = []
         for w in writes:
             key = (w.namespace, w.page.page_id)
             current = self._pages[key][0].version if key in self._pages else 0
             txns = list(w.txn_ids)
             if current != w.expected_version:
-                conflicts.append(Conflict(w.page.page_id, current))
                 reasons = conflict_reasons(w.page.page_id, w.expected_version, current)
+                entry_txn = None
                 if w.new_entry is not None:
-                    w.new_entry.status, w.new_entry.reasons = "rejected", reasons
-                    self._insert(w.new_entry)
+                    entry_txn = self._insert(replace(w.new_entry, status="rejected", reasons=reasons))
+                conflicts.append(Conflict(w.page.page_id, current, entry_txn))
                 self._mark(txns, "rejected", reasons)
                 continue
-            w.page.version = w.expected_version + 1
+            if w.page.version != w.expected_version + 1:
+                raise ValueError(f"page {w.page.page_id!r} v{w.page.version} cannot follow v{w.expected_version}")
             body = dumps(page_to_json(w.page))
             self._pages[key] = (page_from_json(json.loads(body)), body)
+            entry_txn = None
             if w.new_entry is not None:
-                w.new_entry.status, w.new_entry.version = "committed", w.page.version
-                txns.append(self._insert(w.new_entry))
+                entry_txn = self._insert(replace(w.new_entry, status="committed", version=w.page.version))
+                txns.append(entry_txn)
             for txn in txns:
-                if self._journal[txn].status in ("staged", "validated", "committed"):
-                    self._journal[txn].status, self._journal[txn].version = "committed", w.page.version
-            committed.extend(txns)
+                row = self._journal[txn]
+                if row.status in ("staged", "validated", "committed"):
+                    self._journal[txn] = replace(row, status="committed", version=w.page.version)
+            committed.append(Committed(w.page.page_id, w.page.version, tuple(txns), entry_txn))
         return committed, conflicts
 
     def _mark(self, txn_ids: list[int], status: JournalStatus, reasons: list[dict[str, str]]) -> None:
         for txn in txn_ids:
-            if self._journal[txn].status in ("staged", "validated"):  # a settled row is history: never rewritten
-                self._journal[txn].status, self._journal[txn].reasons = status, [dict(r) for r in reasons]
+            row = self._journal[txn]
+            if row.status in ("staged", "validated"):  # a settled row is history: never rewritten
+                self._journal[txn] = replace(row, status=status, reasons=[dict(r) for r in reasons])
 
     async def mark(self, txn_ids: list[int], status: JournalStatus, reasons: list[dict[str, str]]) -> None:
         self._mark(txn_ids, status, reasons)
@@ -161,18 +168,37 @@ class MemoryStore:
     async def faults(self, session_id: str) -> list[FaultEvent]:
         return list(self._faults.get(session_id, []))
 
-    async def search(self, namespaces: list[str], terms: list[str], page_type: str | None, limit: int) -> list[Page]:
-        scored: list[tuple[int, str, Page]] = []
-        for (ns, _), (page, body) in self._pages.items():
-            if ns not in namespaces or page.deleted or (page_type is not None and page.type != page_type):
-                continue
-            text = f"{page.page_id}\n{page.title}\n{page.content}\n{dumps(page.fields)}".lower()
-            matched = sum(t in text for t in terms)
-            if terms and not matched:
-                continue
-            scored.append((-matched, page.page_id, page_from_json(json.loads(body))))
-        scored.sort(key=lambda s: (s[0], s[1]))
-        return [p for _, _, p in scored[:limit]]
+    async def search(
+        self, namespaces: list[str], terms: list[str], page_type: str | None, limit: int
+    ) -> list[SearchHit]:
+        """The SQLite store's ranking recomputed in Python (same tokens, same BM25, same ties), over every page."""
+        rows = [
+            (ns, page, search.counts(search.columns(page.page_id, page.title, page.fields, page.content)))
+            for (ns, _), (page, _) in self._pages.items()
+            if not page.deleted
+        ]
+        if not rows or not terms:
+            return []
+        avg_len = sum(1 + sum(c.total() for c in doc) for _, _, doc in rows) / len(rows)
+        idf = {t: search.idf(len(rows), sum(any(t in c for c in doc) for _, _, doc in rows)) for t in terms}
+        scored = [
+            (-search.bm25(doc, terms, idf, avg_len), page.page_id, ns)
+            for ns, page, doc in rows
+            if ns in namespaces
+            and (page_type is None or page.type == page_type)
+            and any(t in c for t in terms for c in doc)
+        ]
+        scored.sort()
+        docs = {(ns, page.page_id): doc for ns, page, doc in rows}
+        return [
+            SearchHit(
+                ns,
+                page_from_json(json.loads(self._pages[(ns, page_id)][1])),
+                -score,
+                sum(any(t in c for c in docs[(ns, page_id)]) for t in terms),
+            )
+            for score, page_id, ns in scored[:limit]
+        ]
 
     async def live_sessions(self, principal: str, prefix: str, limit: int) -> list[str]:
         rows = ((sid, json.loads(raw)) for sid, raw in sorted(self._sessions.items()) if sid.startswith(prefix))

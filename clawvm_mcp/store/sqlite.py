@@ -8,26 +8,30 @@ import logging
 import sqlite3
 from collections.abc import AsyncGenerator, Iterable
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
+from ..canonical import dumps
 from ..faults import FaultEvent
 from ..pages import Page
 from .base import (
+    Committed,
     Conflict,
     JournalEntry,
     JournalStatus,
     PageCommit,
+    SearchHit,
     SessionRecord,
     StoreError,
     ToolCall,
     conflict_reasons,
-    dumps,
     page_from_json,
     page_to_json,
 )
+from .search import WEIGHTS, columns, decode, encode, match_expression, matched, namespace_token, search_text
 
 log = logging.getLogger(__name__)
 APPLICATION_ID = 0x436C5756  # "ClWV": tells our files from any other SQLite database
@@ -91,8 +95,23 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX faults_session ON faults(session_id);
     """,
+    # 2: the recall index (DESIGN section 9). page_fts holds each live page's search columns (store/search.py) under
+    # page_docs' docid; the commit trigger moves both in the page's own statement, and _index_pages fills them here
+    """
+    CREATE TABLE page_docs (
+        docid INTEGER PRIMARY KEY,
+        namespace TEXT NOT NULL,
+        page_id TEXT NOT NULL,
+        UNIQUE (namespace, page_id)
+    );
+    CREATE VIRTUAL TABLE page_fts USING fts5(
+        ns, page_id, title, fields, content, tokenize = 'unicode61 remove_diacritics 0'
+    );
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+SEARCH_SCHEMA = 2  # the migration that built the recall index
+INDEX_PROGRESS_EVERY = 10_000  # pages between progress lines while a migration indexes a large store
 
 # A page commit as ONE statement: an insert into this per-connection TEMP view runs the compare-and-swap upsert,
 # settles the earlier staged rows and writes the new journal row in its trigger. In autocommit that statement is
@@ -111,6 +130,15 @@ COMMIT_VIEW = (
         WHERE pages.version = NEW.expected_version;
         -- the compare-and-swap: no row written means another writer moved the page; undo the whole statement
         SELECT RAISE(ABORT, 'clawvm: stale version') WHERE changes() != 1;
+        -- the recall index moves with the page, in this same statement: the old row out, the live page in
+        DELETE FROM page_fts WHERE rowid = (
+            SELECT docid FROM page_docs WHERE namespace = NEW.namespace AND page_id = NEW.page_id);
+        INSERT INTO page_docs(namespace, page_id) VALUES (NEW.namespace, NEW.page_id) ON CONFLICT DO NOTHING;
+        INSERT INTO page_fts(rowid, ns, page_id, title, fields, content)
+        SELECT docid, 'ns' || lower(hex(NEW.namespace)), json_extract(NEW.search_text, '$[0]'),
+            json_extract(NEW.search_text, '$[1]'), json_extract(NEW.search_text, '$[2]'),
+            json_extract(NEW.search_text, '$[3]')
+        FROM page_docs WHERE namespace = NEW.namespace AND page_id = NEW.page_id AND NEW.deleted = 0;
         UPDATE journal SET status = 'committed', version = NEW.version
         WHERE txn_id IN (SELECT value FROM json_each(NEW.settles)) AND status IN ('staged', 'validated');
         INSERT INTO journal(session_id, namespace, page_id, op, status, commit_mode, request, reasons, version, turn)
@@ -128,8 +156,13 @@ RETURNING = sqlite3.sqlite_version_info >= (3, 35, 0)
 COMMIT_ROW_RETURNING = COMMIT_ROW + " RETURNING (SELECT max(txn_id) FROM journal)"
 
 
-def _search_text(page: Page) -> str:
-    return f"{page.page_id}\n{page.title}\n{page.content}\n{dumps(page.fields)}".lower()
+# BM25 over the recall index, top-k in SQL: MATCH keeps to the namespaces' tokens, the joins to their real rows
+SEARCH_SQL = (
+    "SELECT d.namespace, p.body, -bm25(page_fts, 0, {weights}) AS score, p.search_text FROM page_fts"
+    " JOIN page_docs d ON d.docid = page_fts.rowid JOIN pages p ON p.namespace = d.namespace AND p.page_id = d.page_id"
+    " WHERE page_fts MATCH ? AND d.namespace IN ({marks}) AND p.deleted = 0{type_filter}"
+    " ORDER BY score DESC, d.page_id, d.namespace LIMIT ?"
+)
 
 
 def _entry(row: sqlite3.Row) -> JournalEntry:
@@ -203,11 +236,46 @@ class SQLiteStore:
             async with self._transaction():
                 for statement in _statements(MIGRATIONS[number - 1]):
                     await c.execute(statement)
+                if number == SEARCH_SCHEMA:
+                    await self._index_pages()
                 await c.execute(f"PRAGMA application_id = {APPLICATION_ID}")
                 await c.execute(f"PRAGMA user_version = {number}")
             log.info("migrated %s to schema v%d", self.path, number)
         for statement in COMMIT_VIEW:
             await c.execute(statement)
+
+    async def _index_pages(self) -> None:
+        """The recall index for pages written before it existed, inside the migration's transaction: each page's
+        search text is rebuilt by today's tokenizer (the old column held raw lower-cased text). Large stores log
+        their progress (stderr) every INDEX_PROGRESS_EVERY pages."""
+        c = self._conn
+        total = await self._scalar("SELECT count(*) FROM pages")
+        if total >= INDEX_PROGRESS_EVERY:
+            log.info("%s: building the recall index for %d pages", self.path, total)
+        done, after = 0, ("", "")
+        while rows := list(
+            await c.execute_fetchall(
+                "SELECT namespace, page_id, deleted, body FROM pages WHERE (namespace, page_id) > (?, ?)"
+                " ORDER BY namespace, page_id LIMIT 1000",
+                after,
+            )
+        ):
+            for namespace, page_id, deleted, body in rows:
+                data = json.loads(body)
+                text = encode(columns(page_id, str(data.get("title", "")), data.get("fields") or {}, data["content"]))
+                await c.execute(
+                    "UPDATE pages SET search_text = ? WHERE namespace = ? AND page_id = ?", (text, namespace, page_id)
+                )
+                cur = await c.execute("INSERT INTO page_docs(namespace, page_id) VALUES (?, ?)", (namespace, page_id))
+                if not deleted:
+                    await c.execute(
+                        "INSERT INTO page_fts(rowid, ns, page_id, title, fields, content) VALUES (?,?,?,?,?,?)",
+                        (cur.lastrowid, namespace_token(namespace), *decode(text).as_tuple()),
+                    )
+                done += 1
+                if total >= INDEX_PROGRESS_EVERY and done % INDEX_PROGRESS_EVERY == 0:
+                    log.info("%s: recall index %d of %d pages", self.path, done, total)
+            after = (rows[-1][0], rows[-1][1])
 
     async def _one(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Row | None:
         """First row in one trip to the connection's thread (execute + fetch + close would be three)."""
@@ -245,6 +313,10 @@ class SQLiteStore:
 
     async def close(self) -> None:
         await self._conn.close()
+
+    async def synchronous(self) -> int:
+        """The connection's ``PRAGMA synchronous`` (2 = FULL): what a durability claim or a benchmark reports."""
+        return await self._scalar("PRAGMA synchronous")
 
     async def get_session(self, session_id: str) -> SessionRecord | None:
         row = await self._one("SELECT * FROM sessions WHERE session_id = ?", (session_id,))
@@ -308,14 +380,13 @@ class SQLiteStore:
                 entry.turn,
             ),
         )
-        entry.txn_id = int(cur.lastrowid or 0)
-        return entry.txn_id
+        return int(cur.lastrowid or 0)
 
     async def stage(self, entry: JournalEntry) -> int:
         async with self._transaction() as c:
             return await self._insert_entry(c, entry)
 
-    async def try_commit(self, write: PageCommit) -> list[int] | None:
+    async def try_commit(self, write: PageCommit) -> Committed | None:
         """page_write commit="now": one autocommit statement, one trip. None if the page is not at
         ``expected_version`` (the statement left nothing behind) or SQLite lacks RETURNING."""
         if not RETURNING:
@@ -326,18 +397,17 @@ class SQLiteStore:
             except sqlite3.IntegrityError as exc:
                 if str(exc) != STALE:
                     raise
-                write.page.version = write.expected_version
                 return None
         return _settled(write, rows[0][0])
 
-    async def commit(self, writes: list[PageCommit]) -> tuple[list[int], list[Conflict]]:
+    async def commit(self, writes: list[PageCommit]) -> tuple[list[Committed], list[Conflict]]:
         if len(writes) == 1:
             done = await self.try_commit(writes[0])
             if done is not None:
-                return done, []
+                return [done], []
             # stale: nothing was written; the transaction below checks again and records the rejection
         conflicts: list[Conflict] = []
-        committed: list[int] = []
+        committed: list[Committed] = []
         async with self._transaction() as c:  # a boundary flush: every page in one transaction
             for w in writes:
                 try:
@@ -349,18 +419,17 @@ class SQLiteStore:
                         raise
                 else:
                     last = rows[0][0] if rows else await self._scalar("SELECT max(txn_id) FROM journal")
-                    committed.extend(_settled(w, last))
+                    committed.append(_settled(w, last))
                     continue
                 # ABORT undid only this page's statement; the transaction goes on with the others
-                w.page.version = w.expected_version
                 current = await self._scalar(
                     "SELECT version FROM pages WHERE namespace = ? AND page_id = ?", (w.namespace, w.page.page_id)
                 )
-                conflicts.append(Conflict(w.page.page_id, current))
                 reasons = conflict_reasons(w.page.page_id, w.expected_version, current)
+                entry_txn = None
                 if w.new_entry is not None:
-                    w.new_entry.status, w.new_entry.reasons = "rejected", reasons
-                    await self._insert_entry(c, w.new_entry)
+                    entry_txn = await self._insert_entry(c, replace(w.new_entry, status="rejected", reasons=reasons))
+                conflicts.append(Conflict(w.page.page_id, current, entry_txn))
                 await self._mark(c, list(w.txn_ids), "rejected", reasons)
         return committed, conflicts
 
@@ -448,23 +517,25 @@ class SQLiteStore:
         ) as cur:
             return [FaultEvent(r[0], r[1], r[2], r[3]) async for r in cur]
 
-    async def search(self, namespaces: list[str], terms: list[str], page_type: str | None, limit: int) -> list[Page]:
-        marks = ",".join("?" * len(namespaces))
-        sql = f"SELECT body, search_text FROM pages WHERE namespace IN ({marks}) AND deleted = 0"
-        params: list[Any] = list(namespaces)
+    async def search(
+        self, namespaces: list[str], terms: list[str], page_type: str | None, limit: int
+    ) -> list[SearchHit]:
+        """BM25 over the recall index, best first, at most ``limit``; only the top pages are decoded."""
+        if not namespaces or not terms:
+            return []
+        sql = SEARCH_SQL.format(
+            weights=", ".join(str(w) for w in WEIGHTS),
+            marks=",".join("?" * len(namespaces)),
+            type_filter="" if page_type is None else " AND p.type = ?",
+        )
+        params: list[Any] = [match_expression(namespaces, terms), *namespaces]
         if page_type is not None:
-            sql += " AND type = ?"
             params.append(page_type)
-        if terms:
-            sql += " AND (" + " OR ".join("instr(search_text, ?) > 0" for _ in terms) + ")"
-            params.extend(terms)
-        scored: list[tuple[int, str, Page]] = []
-        async with self._conn.execute(sql, params) as cur:
-            async for row in cur:
-                page = page_from_json(json.loads(row[0]))
-                scored.append((-sum(t in row[1] for t in terms), page.page_id, page))
-        scored.sort(key=lambda s: (s[0], s[1]))
-        return [p for _, _, p in scored[:limit]]
+        params.append(limit)
+        rows = await self._conn.execute_fetchall(sql, params)
+        return [
+            SearchHit(row[0], page_from_json(json.loads(row[1])), float(row[2]), matched(row[3], terms)) for row in rows
+        ]
 
     async def live_sessions(self, principal: str, prefix: str, limit: int) -> list[str]:
         sql = (
@@ -476,8 +547,9 @@ class SQLiteStore:
 
 
 def _commit_row(w: PageCommit) -> tuple[Any, ...]:
-    """The clawvm_commit row of one page commit; the page is written at expected_version + 1."""
-    w.page.version = w.expected_version + 1
+    """The clawvm_commit row of one page commit; the page comes at its new version, expected_version + 1."""
+    if w.page.version != w.expected_version + 1:
+        raise ValueError(f"page {w.page.page_id!r} v{w.page.version} cannot follow v{w.expected_version}")
     e = w.new_entry
     return (
         w.namespace,
@@ -485,7 +557,7 @@ def _commit_row(w: PageCommit) -> tuple[Any, ...]:
         w.page.type,
         w.page.version,
         int(w.page.deleted),
-        _search_text(w.page),
+        search_text(w.page),
         dumps(page_to_json(w.page)),
         w.expected_version,
         dumps(w.txn_ids),
@@ -497,13 +569,12 @@ def _commit_row(w: PageCommit) -> tuple[Any, ...]:
     )
 
 
-def _settled(w: PageCommit, last_txn_id: int) -> list[int]:
+def _settled(w: PageCommit, last_txn_id: int) -> Committed:
     """The journal rows a committed page settled: the earlier staged ones, then the new row (the last one written)."""
-    txns = list(w.txn_ids)
-    if w.new_entry is not None:
-        w.new_entry.status, w.new_entry.version, w.new_entry.txn_id = "committed", w.page.version, int(last_txn_id)
-        txns.append(w.new_entry.txn_id)
-    return txns
+    if w.new_entry is None:
+        return Committed(w.page.page_id, w.page.version, w.txn_ids)
+    entry_txn = int(last_txn_id)
+    return Committed(w.page.page_id, w.page.version, (*w.txn_ids, entry_txn), entry_txn)
 
 
 def _statements(script: str) -> list[str]:

@@ -25,7 +25,7 @@ import aiosqlite
 from aiosqlite.context import contextmanager
 
 from clawvm_mcp.cli import main
-from clawvm_mcp.engine.core import ClawVMEngine
+from clawvm_mcp.engine import lifecycle, writeback
 
 KIND, _, COUNT = os.environ.get("CLAWVM_TEST_CRASH", "none:0").partition(":")
 TARGET = int(COUNT or 0)
@@ -82,21 +82,22 @@ async def _crashing_execute_fetchall(self: aiosqlite.Connection, sql: str, param
     return rows
 
 
-_flush = ClawVMEngine._flush  # pyright: ignore[reportPrivateUsage]
+_flush = writeback.flush
 
 
-async def _flagged_flush(self: ClawVMEngine, state: Any) -> tuple[int, int]:
+async def _flagged_flush(rt: Any, state: Any) -> tuple[int, int]:
     global in_flush
     in_flush = True
     try:
-        return await _flush(self, state)
+        return await _flush(rt, state)
     finally:
         in_flush = False
 
 
 aiosqlite.Connection.execute = _crashing_execute  # type: ignore[method-assign]
 aiosqlite.Connection.execute_fetchall = _crashing_execute_fetchall  # type: ignore[method-assign]
-ClawVMEngine._flush = _flagged_flush  # type: ignore[method-assign]  # pyright: ignore[reportPrivateUsage]
+writeback.flush = _flagged_flush  # the boundary flush, wherever it is called from
+lifecycle.flush = _flagged_flush
 
 if __name__ == "__main__":
     sys.exit(main())

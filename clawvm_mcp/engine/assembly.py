@@ -1,0 +1,89 @@
+"""One turn's assembly: the I/O-free selection with its fault observation, and its rendering into a prompt.
+
+No I/O happens here, so the replay driver and the benchmark time exactly what a turn costs the policy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from ..faults import FaultEvent, FaultKind
+from ..pages import PROMPT_ORDER, Fidelity
+from ..selector import Selection, select
+from .policy import EnginePolicy
+from .results import AssembledPage, AssembleResult
+from .session import SessionState
+
+
+def evicted_unresolvably(policy: EnginePolicy, state: SessionState, page_id: str) -> bool:
+    """An evidence page the last prompt dropped and no pointer can bring back: demanding it again is a refetch."""
+    page = state.pages.get(page_id)
+    return (
+        page is not None
+        and page.type == "evidence"
+        and not policy.pointer_resolution
+        and page_id in state.evicted
+        and state.resident.get(page_id, Fidelity.NONE) is Fidelity.NONE
+    )
+
+
+def assemble_turn(
+    policy: EnginePolicy,
+    state: SessionState,
+    budget: int,
+    wanted: Mapping[str, Fidelity],
+    future: Mapping[str, int] | None,
+) -> tuple[Selection, list[FaultEvent]]:
+    """Select under ``budget``, observe the faults the selection shows, and update residency and recency input."""
+    obs = state.observer
+    faults: list[FaultEvent] = []
+    for page_id in wanted:
+        if state.resident.get(page_id, Fidelity.NONE) > Fidelity.NONE:
+            obs.hits += 1
+        elif evicted_unresolvably(policy, state, page_id):
+            faults.append(obs.fault("refetch", state.turn, page_id, "demand"))
+    table = state.pages
+    selection = select(table, wanted, budget, policy.selector, state.recency, future)
+    unmet = set(selection.unmet_required)
+    if unmet:
+        obs.physical_insufficiency += 1
+    for page_id in sorted(table.hard):
+        page = table.sizes[page_id].page
+        held = selection.level_of(page_id)
+        if page_id in unmet or held >= page.min_fidelity:
+            continue
+        kind: FaultKind = (
+            "post_compaction_bootstrap"
+            if state.after_boundary and page.type == "bootstrap"
+            else "pinned_invariant_miss"
+        )
+        faults.append(obs.fault(kind, state.turn, page_id, f"resident at {held.label}"))
+    state.after_boundary = False
+    resident = selection.resident()
+    state.evicted |= state.resident.keys() - resident.keys()
+    state.evicted -= resident.keys()
+    state.resident = resident
+    state.turn_demands.update(wanted)
+    for page_id in wanted:
+        state.pages[page_id].last_access_turn = state.turn
+    return selection, faults
+
+
+def render(state: SessionState, selection: Selection) -> AssembleResult:
+    """The prompt in DESIGN order (bootstrap, constraint, plan, ...; page id within a type) and the trace."""
+    chosen = [c for c in selection.choices if c.level > Fidelity.NONE]
+    chosen.sort(key=lambda c: (PROMPT_ORDER[state.pages[c.page_id].type], c.page_id))
+    prompt = "\n\n".join(state.pages[c.page_id].text_at(c.level) for c in chosen)
+    return AssembleResult(
+        prompt=prompt,
+        pages=[
+            AssembledPage(page_id=c.page_id, level=c.level.label, tokens=c.tokens, reason=c.reason)
+            for c in selection.choices
+        ],
+        tokens_used=selection.tokens_used,
+        budget=selection.budget,
+        unmet_required=list(selection.unmet_required),
+        physical_insufficiency=selection.physical_insufficiency,
+        shortfall_tokens=selection.shortfall_tokens,
+        turn=state.turn,
+    )

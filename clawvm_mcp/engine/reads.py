@@ -1,0 +1,117 @@
+"""Reads that answer from the session's pages: page_read, page_list and recall (with typed outcomes)."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Literal
+
+from ..canonical import dumps
+from ..pages import PAGE_ID_RE, TYPE_POLICIES, Fidelity
+from .assembly import evicted_unresolvably
+from .results import ListResult, ReadResult, RecallHit, RecallResult
+from .runtime import Runtime
+from .session import EngineError, SessionState
+from .views import page_summary, page_view
+from .writeback import install
+
+log = logging.getLogger(__name__)
+
+Backend = Literal["ok", "denied", "error"]
+MAX_QUERY_TERMS = 16
+
+
+async def read(rt: Runtime, state: SessionState, page_id: str, level: Fidelity) -> ReadResult:
+    """A page at a fidelity; a page not yet in the cache is looked up in the store (a pointer always resolves)."""
+    page = state.pages.get(page_id)
+    readable = rt.config.can_read_project(state.record.project_id)
+    if page is None and PAGE_ID_RE.match(page_id):
+        if not readable and await rt.store.get_page(state.project_ns, page_id) is not None:
+            return ReadResult(
+                outcome="denied", detail=f"page {page_id!r} is a project page this principal has no read grant for"
+            )
+        page = await rt.store.get_page(state.session_ns, page_id)
+        if page is None and readable:
+            page = await rt.store.get_page(state.project_ns, page_id)
+        if page is not None and not page.deleted:
+            install(state, state.session_ns if page.scope == "session" else state.project_ns, page)
+    if page is None or page.deleted:
+        return ReadResult(
+            outcome="no_match", detail=f"No page {page_id!r} in session {state.session_id!r}; call page_list or recall"
+        )
+    if state.resident.get(page_id, Fidelity.NONE) > Fidelity.NONE:
+        state.observer.hits += 1
+    state.turn_demands.add(page_id)
+    page.last_access_turn = state.turn
+    return ReadResult(outcome="hit", page=page_view(page, level))
+
+
+def list_pages(rt: Runtime, state: SessionState, page_type: str | None, scope: str | None) -> ListResult:
+    if scope == "project" and not rt.config.can_read_project(state.record.project_id):
+        return ListResult(outcome="denied", detail="this principal has no read grant for this project's pages")
+    pages = [
+        page_summary(p)
+        for p in sorted(state.live(), key=lambda p: p.page_id)
+        if (page_type is None or p.type == page_type) and (scope is None or p.scope == scope)
+    ]
+    if not pages:
+        return ListResult(outcome="no_match", detail="no pages match; page_write creates one")
+    return ListResult(outcome="hit", pages=pages)
+
+
+def query_terms(query: str) -> list[str]:
+    """The distinct words of a query, lower-cased, at most MAX_QUERY_TERMS of them."""
+    return list(dict.fromkeys(re.findall(r"[\w./-]+", query.lower())))[:MAX_QUERY_TERMS]
+
+
+async def recall(
+    rt: Runtime, state: SessionState, query: str, page_type: str | None, limit: int, backend: Backend
+) -> RecallResult:
+    """``backend`` lets a replay trace say what the retrieval backend did; the server always passes ``ok``."""
+    terms = query_terms(query)
+    if not terms:
+        raise EngineError("query has no searchable words")
+    if backend != "ok":
+        if not rt.policy.typed_recall:
+            state.observer.fault("silent_recall", state.turn, query[:80], f"backend {backend}, empty result")
+            await rt.store.add_faults(state.session_id, state.observer.events[-1:])
+            return RecallResult(outcome="no_match")
+        outcome: Literal["denied", "backend_error"] = "denied" if backend == "denied" else "backend_error"
+        return RecallResult(outcome=outcome, detail=f"the retrieval backend reported {backend}")
+    readable = rt.config.can_read_project(state.record.project_id)
+    try:
+        found = [h.page for h in await rt.store.search(state.namespaces(readable), terms, page_type, limit)]
+        hidden = [] if readable or found else await rt.store.search([state.project_ns], terms, page_type, 1)
+    except Exception as exc:  # the backend failed: say so, never an empty list
+        log.exception("recall failed for session %s", state.session_id)
+        return RecallResult(outcome="backend_error", detail=f"the page store failed: {exc}")
+    if not found:
+        if hidden:
+            return RecallResult(
+                outcome="denied", detail="matches exist only in project pages this principal has no read grant for"
+            )
+        return RecallResult(outcome="no_match", detail=f"no page matches {query!r}")
+    new_faults = []
+    hits = []
+    for page in found:
+        matched = sum(t in f"{page.page_id}\n{page.title}\n{page.content}\n{dumps(page.fields)}".lower() for t in terms)
+        view = state.pages.get(page.page_id, page)
+        hits.append(
+            RecallHit(
+                page_id=page.page_id,
+                type=page.type,
+                title=page.title,
+                matched_terms=matched,
+                pointer=view.text_at(Fidelity.POINTER),
+            )
+        )
+        if evicted_unresolvably(rt.policy, state, page.page_id):
+            new_faults.append(state.observer.fault("refetch", state.turn, page.page_id, "recall"))
+        state.turn_demands.add(page.page_id)
+    await rt.store.add_faults(state.session_id, new_faults)
+    return RecallResult(outcome="hit", results=hits)
+
+
+def check_type(page_type: str | None) -> None:
+    if page_type is not None and page_type not in TYPE_POLICIES:
+        raise EngineError(f"Unknown type {page_type!r}; use one of {', '.join(TYPE_POLICIES)}")
