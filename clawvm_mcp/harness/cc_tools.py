@@ -65,6 +65,11 @@ def render_result(tool: str, response: object) -> str:
             text = response["stdout"] + (f"\n[stderr]\n{stderr}" if isinstance(stderr, str) and stderr else "")
         if text is None and tool == "WebFetch" and isinstance(response.get("result"), str):
             text = response["result"]
+        if text is None and tool in ("Grep", "Glob"):  # Grep's content mode, else the matching file names
+            if isinstance(response.get("content"), str):
+                text = response["content"]
+            elif isinstance(response.get("filenames"), list):
+                text = "\n".join(str(name) for name in response["filenames"]) or "(no matches)"
         if text is None:
             kept = {k: v for k, v in response.items() if k not in DROPPED_KEYS}
             text = json.dumps(kept, sort_keys=True, ensure_ascii=False)

@@ -131,7 +131,9 @@ class ClaudeCodeHook:
         started = await self.engine.session_start(self.sid, self.project_id, self.config.budget, pages)
         self.turn = started.turn
         self.notes.extend(
-            f"bootstrap page {r.page_id} was refused: " + "; ".join(x.detail for x in r.reasons)
+            f"bootstrap page {r.page_id} was refused: {'; '.join(x.detail for x in r.reasons)}. Claude Code still "
+            "loads the file itself, but clawvm cannot bring it back after compaction: raise 'budget' in "
+            ".claude/clawvm.json or shorten CLAUDE.md"
             for r in started.bootstrap
             if r.status == "rejected"
         )
