@@ -254,8 +254,8 @@ class ClaudeCodeHook:
         result = await self._assemble(self._room(title))
         blocks = split_blocks(result.prompt)
         if blocks is None:  # without page blocks nothing can be told apart: show it all
-            full = header(self.sid, self.project_id, "this prompt")
-            text, _ = self._compose(full, result, None, "(no pages in memory yet)")
+            whole = header(self.sid, self.project_id, "this prompt")
+            text, _ = self._compose(whole, result, None, "(no pages in memory yet)")
             return context_output("UserPromptSubmit", text)
         changed = changed_blocks(blocks, shown)
         if not changed and not self.notes and not result.physical_insufficiency:
