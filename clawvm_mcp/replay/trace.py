@@ -1,19 +1,22 @@
 """The JSONL trace format (DESIGN section 8): parsing and validation with line-numbered errors.
 
-A trace is checked completely before anything runs, so a replay never stops halfway through a bad file.
+A trace is checked completely before anything runs, so a replay never stops halfway through a bad file. Every
+bad trace gets a ``file:line:`` error in bounded time and memory: the file is read one bounded line at a time,
+and sizes, nesting, turns (each costs the driver a ``turn_end``) and events have limits, checked as they come.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping
+import re
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, get_args
 
-from ..engine.session import SESSION_ID_RE
-from ..pages import PAGE_ID_RE, PAGE_TYPES, PINS, SCOPES, TYPE_POLICIES, PageType, Pin, Scope
+from ..engine.session import PROJECT_ID_RE, SESSION_ID_RE
+from ..pages import MAX_PAGE_BYTES, PAGE_ID_RE, PAGE_TYPES, PINS, SCOPES, TYPE_POLICIES, PageType, Pin, Scope
 
 Op = Literal[
     "session_start", "page", "demand", "tool", "recall", "assemble", "compaction", "reset", "flush", "session_end"
@@ -25,6 +28,18 @@ Backend = Literal["ok", "denied", "error"]
 LEVELS = ("pointer", "structured", "compressed", "full")
 # sizes filled in when a token-only page omits a level, as fractions of its full size (our decision)
 LEVEL_SHARE = {"compressed": 1 / 3, "structured": 1 / 5, "pointer": 1 / 12}
+# limits (our decision): far above any real trace (the workloads are ~20 KB, a converted Claude Code session a few
+# hundred), low enough that checking the worst file takes seconds and tens of MB, never minutes and gigabytes
+MAX_LINE_BYTES = 1 << 20  # a page's content is at most MAX_PAGE_BYTES; JSON escaping can grow it six-fold
+MAX_TRACE_BYTES = 32 << 20
+MAX_EVENTS = 100_000
+MAX_DEPTH = 32  # JSON nesting of one line (tool args included)
+MAX_TURN = 100_000
+MAX_TURNS = 200_000  # summed over sessions: the driver reports every turn between two events as a turn_end
+MAX_BUDGET = 2_000_000  # the engine's default max_budget
+MAX_TOKENS = 10_000_000  # one representation of one page
+MAX_TOOL_NAME = 128
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # strict UTF-8 decoding leaves escapes as their only source
 
 _KEYS: dict[str, frozenset[str]] = {
     "session_start": frozenset({"session", "budget", "project"}),
@@ -117,22 +132,74 @@ class _Line:
     def fail(self, message: str) -> TraceError:
         return TraceError(f"{self.where}: {message}")
 
-    def integer(self, key: str, default: int | None = None, minimum: int = 0) -> int:
+    def integer(self, key: str, default: int | None = None, minimum: int = 0, maximum: int = MAX_TURN) -> int:
         value = self.data.get(key, default)
-        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-            raise self.fail(f"{key!r} must be an integer >= {minimum}, got {value!r}")
+        if not isinstance(value, int) or isinstance(value, bool) or not minimum <= value <= maximum:
+            raise self.fail(f"{key!r} must be an integer from {minimum} to {maximum}, got {_shown(value)}")
         return value
 
     def text(self, key: str, default: str | None = None) -> str:
         value = self.data.get(key, default)
         if not isinstance(value, str) or not value.strip():
-            raise self.fail(f"{key!r} must be a non-empty string, got {value!r}")
+            raise self.fail(f"{key!r} must be a non-empty string, got {_shown(value)}")
         return value
 
     def page_id(self, key: str, value: object) -> str:
         if not isinstance(value, str) or not PAGE_ID_RE.match(value):
-            raise self.fail(f"{key!r} must be a page id matching {PAGE_ID_RE.pattern}, got {value!r}")
+            raise self.fail(f"{key!r} must be a page id matching {PAGE_ID_RE.pattern}, got {_shown(value)}")
         return value
+
+
+def _shown(value: object) -> str:
+    """A value for an error message: its repr, cut to 80 characters (a bad value may be a megabyte)."""
+    text = (
+        repr(value) if not isinstance(value, int) or abs(value) < 10**30 else f"an integer of {len(str(value))} digits"
+    )
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _check_values(line: _Line, data: object) -> None:
+    """Nesting at most MAX_DEPTH, and text the engine can store (no lone surrogates from ``\\ud800`` escapes)."""
+    stack: list[tuple[object, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise line.fail(f"JSON nested deeper than {MAX_DEPTH} levels")
+        if isinstance(value, dict):
+            stack.extend((item, depth + 1) for pair in value.items() for item in pair)  # pyright: ignore
+        elif isinstance(value, list):
+            stack.extend((item, depth + 1) for item in value)  # pyright: ignore
+        elif isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise line.fail(
+                    f"text holds a lone surrogate (U+{ord(value[exc.start]):04X}), not valid Unicode"
+                ) from None
+
+
+def _fields(line: _Line, page_id: str, page_type: PageType, raw: object) -> dict[str, str | list[str]] | None:
+    """Fields known to the page type, each of its kind (a string, or a list of strings), within the page limit."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise line.fail(f"page {page_id!r}: 'fields' must be an object, got {_shown(raw)}")
+    spec = TYPE_POLICIES[page_type].fields
+    out: dict[str, str | list[str]] = {}
+    for key, value in raw.items():  # pyright: ignore[reportUnknownVariableType]
+        kind = spec.get(str(key))
+        if kind is None:
+            raise line.fail(
+                f"page {page_id!r}: unknown field {_shown(key)} for type {page_type} (use {', '.join(spec)})"
+            )
+        if kind == "str" and not isinstance(value, str):
+            raise line.fail(f"page {page_id!r}: field {_shown(key)} must be a string, got {_shown(value)}")
+        if kind == "list" and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):  # pyright: ignore
+            raise line.fail(f"page {page_id!r}: field {_shown(key)} must be a list of strings, got {_shown(value)}")
+        out[str(key)] = value  # pyright: ignore[reportUnknownArgumentType]
+    if len(json.dumps(out, ensure_ascii=False).encode()) > MAX_PAGE_BYTES:
+        raise line.fail(f"page {page_id!r}: fields are larger than a page may be ({MAX_PAGE_BYTES} bytes)")
+    return out
 
 
 def _number(line: _Line, page: Mapping[str, object], key: str) -> float | None:
@@ -141,7 +208,7 @@ def _number(line: _Line, page: Mapping[str, object], key: str) -> float | None:
         return None
     # NaN passes "< 0" and JSON in Python accepts it; it would make every ordering by utility undefined
     if not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value < math.inf:
-        raise line.fail(f"page {key!r} must be a finite non-negative number, got {value!r}")
+        raise line.fail(f"page {key!r} must be a finite non-negative number, got {_shown(value)}")
     return float(value)
 
 
@@ -151,16 +218,19 @@ def _page(line: _Line, raw: object) -> PageSpec:
     page: dict[str, object] = {str(k): v for k, v in raw.items()}  # pyright: ignore[reportUnknownVariableType]
     unknown = sorted(set(page) - _PAGE_KEYS)
     if unknown:
-        raise line.fail(f"unknown page key {unknown[0]!r} (allowed: {', '.join(sorted(_PAGE_KEYS))})")
+        raise line.fail(f"unknown page key {_shown(unknown[0])} (allowed: {', '.join(sorted(_PAGE_KEYS))})")
     page_id = line.page_id("page_id", page.get("page_id"))
     page_type = page.get("type")
     if page_type not in PAGE_TYPES:
-        raise line.fail(f"page type must be one of {', '.join(PAGE_TYPES)}, got {page_type!r}")
+        raise line.fail(f"page type must be one of {', '.join(PAGE_TYPES)}, got {_shown(page_type)}")
     content, tokens = page.get("content"), page.get("tokens")
     if (content is None) == (tokens is None):
         raise line.fail(f"page {page_id!r} needs exactly one of 'content' or 'tokens'")
     if content is not None and (not isinstance(content, str) or not content.strip()):
         raise line.fail(f"page {page_id!r}: 'content' must be a non-empty string")
+    if isinstance(content, str) and len(content.encode()) > MAX_PAGE_BYTES:
+        size = len(content.encode())
+        raise line.fail(f"page {page_id!r}: content is {size} bytes; a page holds at most {MAX_PAGE_BYTES}")
     sizes: dict[str, int] | None = None
     if tokens is not None:
         if not isinstance(tokens, dict) or "full" not in tokens:
@@ -168,18 +238,18 @@ def _page(line: _Line, raw: object) -> PageSpec:
         sizes = {}
         for level, n in tokens.items():  # pyright: ignore[reportUnknownVariableType]
             if level not in LEVELS:
-                raise line.fail(f"page {page_id!r}: unknown level {level!r} in tokens (use {', '.join(LEVELS)})")
-            if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-                raise line.fail(f"page {page_id!r}: tokens[{level!r}] must be a positive integer, got {n!r}")
+                raise line.fail(f"page {page_id!r}: unknown level {_shown(level)} in tokens (use {', '.join(LEVELS)})")
+            if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_TOKENS:
+                raise line.fail(
+                    f"page {page_id!r}: tokens[{_shown(level)}] must be an integer from 1 to {MAX_TOKENS}, got {_shown(n)}"
+                )
             sizes[str(level)] = n
     pin, scope = page.get("pin"), page.get("scope")
     if pin is not None and pin not in PINS:
-        raise line.fail(f"page {page_id!r}: pin must be one of {', '.join(PINS)}, got {pin!r}")
+        raise line.fail(f"page {page_id!r}: pin must be one of {', '.join(PINS)}, got {_shown(pin)}")
     if scope is not None and scope not in SCOPES:
-        raise line.fail(f"page {page_id!r}: scope must be one of {', '.join(SCOPES)}, got {scope!r}")
-    fields = page.get("fields")
-    if fields is not None and not isinstance(fields, dict):
-        raise line.fail(f"page {page_id!r}: 'fields' must be an object")
+        raise line.fail(f"page {page_id!r}: scope must be one of {', '.join(SCOPES)}, got {_shown(scope)}")
+    fields = _fields(line, page_id, page_type, page.get("fields"))  # type: ignore[arg-type]
     return PageSpec(
         page_id=page_id,
         type=page_type,  # type: ignore[arg-type]
@@ -189,99 +259,151 @@ def _page(line: _Line, raw: object) -> PageSpec:
         scope=scope,  # type: ignore[arg-type]
         base_utility=_number(line, page, "base_utility"),
         recompute_cost=_number(line, page, "recompute_cost"),
-        fields=fields,  # type: ignore[arg-type]
+        fields=fields,
     )
 
 
-def _event(line: _Line, session: str | None, last_turn: int) -> Event:
+def _event(line: _Line, number: int, session: str | None, last_turn: int) -> Event:
     data = line.data
-    op = data.get("op")
-    if op not in OPS:
-        raise line.fail(f"unknown op {op!r} (use one of {', '.join(OPS)})")
+    raw_op = data.get("op")
+    if raw_op not in OPS:
+        raise line.fail(f"unknown op {_shown(raw_op)} (use one of {', '.join(OPS)})")
+    op: Op = raw_op  # type: ignore[assignment]
     unknown = sorted(set(data) - _KEYS[str(op)] - {"op"})
     if unknown:
-        raise line.fail(f"unknown key {unknown[0]!r} for op {op!r}")
+        raise line.fail(f"unknown key {_shown(unknown[0])} for op {op!r}")
     if op == "session_start":
         sid = line.text("session")
         if not SESSION_ID_RE.match(sid):
-            raise line.fail(f"session id {sid!r} must match {SESSION_ID_RE.pattern}")
-        budget = line.integer("budget", minimum=1) if "budget" in data else None
-        return Event("session_start", 0, sid, budget=budget, project=line.text("project", "default"))
+            raise line.fail(f"session id {_shown(sid)} must match {SESSION_ID_RE.pattern}")
+        budget = line.integer("budget", minimum=1, maximum=MAX_BUDGET) if "budget" in data else None
+        project = line.text("project", "default")
+        if not PROJECT_ID_RE.match(project):
+            raise line.fail(f"project id {_shown(project)} must match {PROJECT_ID_RE.pattern}")
+        return Event("session_start", number, sid, budget=budget, project=project)
     if session is None:
         raise line.fail(f"op {op!r} before any session_start")
     turn = line.integer("turn")
     if turn < last_turn:
         raise line.fail(f"turn {turn} goes backwards (previous event was at turn {last_turn})")
-    base = Event(op, 0, session, turn=turn)  # type: ignore[arg-type]
     if op == "page":
         dirty = data.get("dirty", False)
         if not isinstance(dirty, bool):
-            raise line.fail(f"'dirty' must be true or false, got {dirty!r}")
-        return _with(base, page=_page(line, data.get("page")), dirty=dirty)
+            raise line.fail(f"'dirty' must be true or false, got {_shown(dirty)}")
+        return Event(op, number, session, turn=turn, page=_page(line, data.get("page")), dirty=dirty)
     if op == "demand":
         fidelity = data.get("fidelity", "full")
         if fidelity not in LEVELS:
-            raise line.fail(f"fidelity must be one of {', '.join(LEVELS)}, got {fidelity!r}")
-        return _with(base, page_id=line.page_id("page_id", data.get("page_id")), fidelity=str(fidelity))
+            raise line.fail(f"fidelity must be one of {', '.join(LEVELS)}, got {_shown(fidelity)}")
+        page_id = line.page_id("page_id", data.get("page_id"))
+        return Event(op, number, session, turn=turn, page_id=page_id, fidelity=str(fidelity))
     if op == "tool":
         args = data.get("args", {})
         if not isinstance(args, dict):
-            raise line.fail(f"'args' must be an object, got {args!r}")
+            raise line.fail(f"'args' must be an object, got {_shown(args)}")
+        name = line.text("name")
+        if len(name) > MAX_TOOL_NAME:
+            raise line.fail(f"tool name is {len(name)} characters; at most {MAX_TOOL_NAME}")
         result = data.get("result_page")
-        return _with(
-            base,
-            name=line.text("name"),
-            args=args,
-            result_page=None if result is None else line.page_id("result_page", result),
-        )
+        result_page = None if result is None else line.page_id("result_page", result)
+        return Event(op, number, session, turn=turn, name=name, args=args, result_page=result_page)  # pyright: ignore
     if op == "recall":
         backend = data.get("backend", "ok")
         if backend not in get_args(Backend):
-            raise line.fail(f"backend must be ok, denied or error, got {backend!r}")
+            raise line.fail(f"backend must be ok, denied or error, got {_shown(backend)}")
         expect = data.get("expect", [])
         if not isinstance(expect, list):
             raise line.fail("'expect' must be a list of page ids")
         rtype = data.get("type")
         if rtype is not None and rtype not in PAGE_TYPES:
-            raise line.fail(f"recall type must be one of {', '.join(PAGE_TYPES)}, got {rtype!r}")
-        return _with(
-            base,
+            raise line.fail(f"recall type must be one of {', '.join(PAGE_TYPES)}, got {_shown(rtype)}")
+        return Event(
+            op,
+            number,
+            session,
+            turn=turn,
             query=line.text("query"),
             backend=backend,  # type: ignore[arg-type]
-            expect=tuple(line.page_id("expect", x) for x in expect),
-            recall_type=rtype,
-        )  # type: ignore[arg-type]
-    return base
-
-
-def _with(event: Event, **changes: object) -> Event:
-    from dataclasses import replace
-
-    return replace(event, **changes)  # type: ignore[arg-type]
+            expect=tuple(line.page_id("expect", x) for x in expect),  # pyright: ignore[reportUnknownVariableType]
+            recall_type=rtype,  # type: ignore[arg-type]
+        )
+    return Event(op, number, session, turn=turn)
 
 
 def parse_lines(lines: Iterable[str], name: str = "<trace>") -> Trace:
     """Parse and validate; raises TraceError naming the first bad line."""
+    return _parse(((n, _bounded(name, n, text)) for n, text in enumerate(lines, start=1)), name)
+
+
+def _bounded(name: str, number: int, text: str) -> str:
+    if len(text) > MAX_LINE_BYTES // 4 and len(text.encode("utf-8", "surrogatepass")) > MAX_LINE_BYTES:
+        raise TraceError(f"{name}:{number}: line is longer than {MAX_LINE_BYTES} bytes")
+    return text
+
+
+def _decoded(name: str, number: int, raw: bytes) -> str:
+    if len(raw) > MAX_LINE_BYTES:
+        raise TraceError(
+            f"{name}:{number}: line is longer than {MAX_LINE_BYTES} bytes (a page holds at most {MAX_PAGE_BYTES})"
+        )
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise TraceError(
+            f"{name}:{number}: not valid UTF-8 (byte 0x{raw[exc.start]:02x} at byte {exc.start + 1})"
+        ) from None
+    return text.removeprefix("\ufeff") if number == 1 else text
+
+
+def _lines(path: Path, name: str) -> Iterator[tuple[int, str]]:
+    """The file's lines, split on newline only (JSON strings may hold U+2028), each read with a bounded
+    ``readline`` so that one huge line never lands in memory."""
+    with path.open("rb") as fh:
+        number = total = 0
+        while raw := fh.readline(MAX_LINE_BYTES + 2):
+            number += 1
+            total += len(raw)
+            if total > MAX_TRACE_BYTES:
+                raise TraceError(f"{name}:{number}: the trace passes {MAX_TRACE_BYTES >> 20} MiB here; split it")
+            yield number, _decoded(name, number, raw.rstrip(b"\r\n") if raw.endswith(b"\n") else raw)
+
+
+def _json(where: str, text: str) -> object:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise TraceError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+    except RecursionError:
+        raise TraceError(f"{where}: JSON nested deeper than {MAX_DEPTH} levels") from None
+    except ValueError as exc:  # an integer of more digits than int() converts (sys.get_int_max_str_digits)
+        raise TraceError(f"{where}: not a usable JSON number ({str(exc).split(':')[0]})") from None
+
+
+def _parse(lines: Iterable[tuple[int, str]], name: str) -> Trace:
     events: list[Event] = []
     session: str | None = None
     last_turn: dict[str, int] = {}
+    turns = 0
     result_defs: dict[str, int] = {}
-    for number, text in enumerate(lines, start=1):
+    for number, text in lines:
         where = f"{name}:{number}"
         if not text.strip() or text.lstrip().startswith("#"):
             continue
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise TraceError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+        data = _json(where, text)
         if not isinstance(data, dict):
             raise TraceError(f"{where}: each line must be a JSON object with an 'op'")
         line = _Line(where, {str(k): v for k, v in data.items()})  # pyright: ignore[reportUnknownVariableType]
-        event = _event(line, session, last_turn.get(session or "", 0))
-        event = _with(event, line=number)
+        if text.count("{") + text.count("[") > MAX_DEPTH or _SURROGATE_ESCAPE.search(text):
+            _check_values(line, data)  # only a line with that many brackets can nest that deep
+        if len(events) >= MAX_EVENTS:
+            raise line.fail(f"more than {MAX_EVENTS} events; split the trace")
+        event = _event(line, number, session, last_turn.get(session or "", 0))
         if event.op == "session_start":
             session = event.session
         else:
+            turns += event.turn - last_turn.get(event.session, 0)
+            if turns > MAX_TURNS:
+                raise line.fail(f"the sessions' turns add up to more than {MAX_TURNS}; split the trace")
             last_turn[event.session] = event.turn
         if event.page is not None:
             result_defs.setdefault(event.page.page_id, number)
@@ -299,22 +421,15 @@ def parse_lines(lines: Iterable[str], name: str = "<trace>") -> Trace:
                 raise TraceError(f"{where}: tool result page {event.page.page_id!r} must have type evidence")
             if event.dirty:
                 raise TraceError(f"{where}: tool result page {event.page.page_id!r} cannot be dirty")
-    for event in events:
-        if event.page is not None and event.page.fields is not None:
-            spec = TYPE_POLICIES[event.page.type].fields
-            bad = sorted(set(event.page.fields) - set(spec))
-            if bad:
-                raise TraceError(f"{name}:{event.line}: unknown field {bad[0]!r} for type {event.page.type}")
     return Trace(name, tuple(events))
 
 
 def load_trace(path: str | Path) -> Trace:
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        return _parse(_lines(p, p.name), p.name)
     except OSError as exc:
         raise TraceError(f"{p}: cannot read trace ({exc.strerror})") from None
-    return parse_lines(text.splitlines(), p.name)
 
 
 def dump_events(records: Iterable[Mapping[str, object]]) -> str:
