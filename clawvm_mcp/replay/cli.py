@@ -1,4 +1,4 @@
-"""The ``replay``, ``sweep`` and ``workloads`` verbs; ``clawvm_mcp.cli`` mounts them with ``register``."""
+"""The ``replay``, ``sweep``, ``workloads`` and ``trace`` verbs; ``clawvm_mcp.cli`` mounts them with ``register``."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any
 import anyio
 
 from ..engine import EngineError
+from . import claude_code
 from .driver import ReplayError, ReplayResult, replay, summarize
 from .policies import POLICY_NAMES
 from .report import BUDGETS, Progress, ablation, policies_from, sweep, write_reports
@@ -62,6 +63,13 @@ def register(subparsers: SubParsers) -> None:
     wl.add_argument("--content", action="store_true", help="generated text instead of token counts (for --via mcp)")
     wl.add_argument("--only", default="", help="comma list of workload names (default: all)")
     wl.set_defaults(func=cmd_workloads)
+
+    tr = subparsers.add_parser(
+        "trace",
+        help="convert harness logs into replay traces",
+        description="Convert a harness's own logs into DESIGN section 8 traces for 'clawvm-mcp replay'.",
+    )
+    claude_code.register(tr.add_subparsers(dest="source", required=True, metavar="SOURCE"))
 
 
 def _error(message: str) -> int:
