@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from ..faults import FAULT_KINDS
 from .driver import replay
@@ -217,29 +217,85 @@ def table6_markdown(rows: Sequence[Row]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(rows: Sequence[Row], budgets: Sequence[int], path: Path) -> str | None:
-    """Faults and thrash per policy across budgets; returns why it was skipped, or None when written."""
+THRASH_LABEL = "(faults + dup. alerts) / (hits + 1)"
+# one (marker, line style) per policy, so that lines lying on each other still differ in shape
+STYLES = (("o", "-"), ("s", "--"), ("^", "-."), ("D", ":"), ("v", "-"), ("X", "--"), ("P", "-."), ("*", ":"))
+
+
+def _means(rows: Sequence[Row], name: str, budgets: Sequence[int], key: str) -> list[float]:
+    mine = [r for r in rows if r["policy"] == name]
+    return [statistics.fmean(float(str(r[key])) for r in mine if r["budget"] == b) for b in budgets]
+
+
+def _covered(series: dict[str, list[float]]) -> dict[str, int]:
+    """Per line, how many lines drawn after it lie on it (within 1% of the panel's span at every budget)."""
+    values = [v for ys in series.values() for v in ys]
+    tol = 0.01 * ((max(values) - min(values)) or 1.0) if values else 0.0
+    names = list(series)
+
+    def same(a: str, b: str) -> bool:
+        return all(abs(x - y) <= tol for x, y in zip(series[a], series[b], strict=True))
+
+    return {a: sum(same(a, b) for b in names[i + 1 :]) for i, a in enumerate(names)}
+
+
+def _pyplot() -> Any:
+    """matplotlib.pyplot drawing off screen, or None without the ``plot`` extra."""
     try:
         import matplotlib  # type: ignore[import-not-found,unused-ignore]
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
-        return "matplotlib is not installed (pip install 'clawvm-mcp[plot]'); skipped the PNG"
+        return None
+    return plt
+
+
+def figure(rows: Sequence[Row], budgets: Sequence[int]) -> Any:
+    """Faults and thrash per policy across budgets, as a matplotlib Figure (None without matplotlib).
+
+    Several policies often share a line (lru, clawvm and oracle all at 0 faults). Each policy has its own colour,
+    marker and line style, markers are hollow, and a line that later lines lie on is drawn wider with bigger
+    markers, so the lines on top leave it visible as a border and a ring. A policy whose faults equal an earlier
+    one's says so in the legend, which sits below the plots so that it hides no data."""
+    plt = _pyplot()
+    if plt is None:
+        return None
     names = list(dict.fromkeys(str(r["policy"]) for r in rows))
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-    for name in names:
-        mine = [r for r in rows if r["policy"] == name]
-        faults = [statistics.fmean(int(str(r["faults_total"])) for r in mine if r["budget"] == b) for b in budgets]
-        thrash = [statistics.fmean(float(str(r["thrash"])) for r in mine if r["budget"] == b) for b in budgets]
-        ax1.plot(list(budgets), faults, marker="o", label=name)
-        ax2.plot(list(budgets), thrash, marker="o", label=name)
-    ax1.set(title="mean faults per workload", xlabel="budget (tokens)", ylabel="faults")
-    ax2.set(title="mean thrash", xlabel="budget (tokens)", ylabel="(faults + dup. alerts) / (hits + 1)")
-    ax1.legend(fontsize=8)
-    fig.tight_layout()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
+    panels = (("faults_total", "mean faults per workload", "faults"), ("thrash", "mean thrash", THRASH_LABEL))
+    for ax, (key, title, ylabel) in zip(axes, panels, strict=True):
+        series = {n: _means(rows, n, budgets, key) for n in names}
+        covered = _covered(series)
+        for i, name in enumerate(names):
+            marker, style = STYLES[i % len(STYLES)]
+            same = [other for other in names[:i] if series[other] == series[name]]
+            ax.plot(
+                list(budgets),
+                series[name],
+                marker=marker,
+                linestyle=style,
+                linewidth=1.5 + 1.5 * covered[name],
+                markersize=6 + 4 * covered[name],
+                markerfacecolor="none",
+                markeredgewidth=1.5,
+                color=f"C{i % 10}",
+                label=name + (f" (faults = {same[0]})" if same and key == "faults_total" else ""),
+            )
+        ax.set(title=title, xlabel="budget (tokens)", ylabel=ylabel)
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(names), 6), fontsize=8, frameon=False)
+    return fig
+
+
+def plot(rows: Sequence[Row], budgets: Sequence[int], path: Path) -> str | None:
+    """Writes ``figure`` as a PNG; returns why it was skipped, or None when written."""
+    fig = figure(rows, budgets)
+    if fig is None:
+        return "matplotlib is not installed (pip install 'clawvm-mcp[plot]'); skipped the PNG"
     fig.savefig(path, dpi=110, metadata={"Software": None})
-    plt.close(fig)
+    _pyplot().close(fig)
     return None
 
 
