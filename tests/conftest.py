@@ -13,6 +13,16 @@ from clawvm_mcp.server import ServerConfig, create_server
 from clawvm_mcp.store import SQLiteStore
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--soak",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="run the multi-process nemesis (tests/test_nemesis.py) for this many seconds instead of its CI length",
+    )
+
+
 @pytest.fixture(autouse=True)
 def _stop_unclosed_stores(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """aiosqlite's worker thread is not a daemon: a test that fails before ``store.close()`` (its traceback keeps
