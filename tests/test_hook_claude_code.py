@@ -420,6 +420,28 @@ def test_a_session_left_by_clear_is_ended_even_when_its_session_end_comes_late(w
     assert "Make the greeting polite" in old["texts"]["plan/main"]  # the staged note was committed, not lost
 
 
+def test_a_session_end_cancelled_by_claude_code_is_finished_by_the_next_start(world: tuple[ClaudeCode, Path]) -> None:
+    from clawvm_mcp.harness.cc_io import parse_input
+    from clawvm_mcp.harness.cc_state import HookState, state_dir_for
+    from clawvm_mcp.harness.claude_code import mark_ending
+
+    cc, db = world
+    cc.start("gone-1", "startup")
+    anyio.run(model_writes, {**cc.env}, "gone-1")
+    # what a SessionEnd hook leaves when Claude Code cancels it after its first step (plugins get 1.5 s in all)
+    payload = parse_input("SessionEnd", json.dumps({"session_id": "gone-1", "reason": "prompt_input_exit"}))
+    messages: list[str] = []
+    mark_ending(HookState(state_dir_for(db)), payload, project_id_for(cc.project), messages)
+    assert messages == []
+    cc.start("next-1", "startup")
+    old = anyio.run(inspect, db, "gone-1", project_id_for(cc.project))
+    assert old["ended"] and old["pending"] == 0
+    assert "Make the greeting polite" in old["texts"]["plan/main"]
+    cc.start("other-window", "startup")  # a session that never began ending is never ended by someone else
+    cc.start("third", "startup")
+    assert not anyio.run(inspect, db, "other-window", project_id_for(cc.project))["ended"]
+
+
 def test_a_changed_claude_md_reaches_the_model_at_the_next_prompt(world: tuple[ClaudeCode, Path]) -> None:
     cc, _ = world
     cc.start("s-1", "startup")

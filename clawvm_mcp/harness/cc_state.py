@@ -86,6 +86,29 @@ class HookState:
             return None
         return {str(k): int(v) for k, v in shown.items() if isinstance(v, int)}
 
+    def cleared_recently(self, project_id: str, within_s: float) -> str | None:
+        """The session of this project whose SessionEnd(clear) began in the last ``within_s`` seconds, newest first
+        (each session file is written only by that session's hooks, so no other hook's write can lose this)."""
+        folder = self.root / "sessions"
+        now = time.time()
+        best: tuple[float, str] | None = None
+        try:
+            paths = [p for p in folder.iterdir() if p.suffix == ".json" and now - p.stat().st_mtime < within_s]
+        except OSError:
+            return None
+        for path in paths:
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            if not isinstance(data, dict) or data.get("ending") != "clear" or data.get("project") != project_id:
+                continue
+            at, session = data.get("ending_at"), data.get("session")
+            if isinstance(at, int | float) and isinstance(session, str) and now - at < within_s:
+                if best is None or at > best[0]:
+                    best = (float(at), session)
+        return None if best is None else best[1]
+
     # ---------------------------------------------------------------- projects
 
     def project(self, project_id: str) -> Json:

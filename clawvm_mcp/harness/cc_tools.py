@@ -49,7 +49,8 @@ def _cut(text: str) -> str:
     half = MAX_RESULT_BYTES // 2 - 100
     head = data[:half].decode("utf-8", errors="ignore")
     tail = data[-half:].decode("utf-8", errors="ignore")
-    return f"{head}\n{CUT_MARK}{len(data) - 2 * half} bytes cut here; the whole result is in the transcript …]\n{tail}"
+    note = f"{CUT_MARK}{len(data) - 2 * half} bytes cut here; the whole result is in the transcript …]"
+    return f"{head}\n{note}\n{tail}"
 
 
 def render_result(tool: str, response: object) -> str:

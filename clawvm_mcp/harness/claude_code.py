@@ -56,6 +56,7 @@ log = logging.getLogger(__name__)
 PLAN_PAGE = "plan/claude-code-todos"
 MAX_PROMPT_BYTES = 60 * 1024
 MAX_SCANS = 500
+CLEAR_WINDOW_S = 60.0  # SessionStart(clear) follows its SessionEnd(clear) by about 40 ms
 CONTEXT_EVENTS: tuple[Event, ...] = ("SessionStart", "UserPromptSubmit")
 SITUATIONS = {
     "startup": "session start",
@@ -245,6 +246,8 @@ class ClaudeCodeHook:
         carried: list[tuple[str, PageSummary, str]] = []
         if source == "clear":
             carried = await self._hand_over()
+        else:
+            await self._finish_interrupted_end()
         await self._start(refresh_bootstrap=True)
         if carried:
             await self._carry(carried)
@@ -389,20 +392,36 @@ class ClaudeCodeHook:
     async def session_end(self) -> Json | None:
         record = await self.engine.store.get_session(self.sid)
         if record is None or record.ended:  # nothing started, or SessionStart(clear) already handed it over
+            self.state.update_session(self.sid, ending=None)
             return None
         done = await self.engine.lifecycle(self.sid, "session_end")
+        self.state.update_session(self.sid, ending=None)
         self.debug.append(f"session_end ({self.payload.reason or 'no reason'}): committed {done.committed}")
-        if self.payload.reason == "clear":
-            self.state.update_project(self.project_id, cleared_session=self.sid)
         return None
+
+    async def _finish_interrupted_end(self) -> None:
+        """Claude Code gives a plugin's SessionEnd hooks 1.5 s in all and then cancels them. A previous session of
+        the project whose SessionEnd began (``mark_ending``) but never finished is ended here, its staged writes
+        committed. A session without that mark may be another window's, still live: it is left alone."""
+        old = self.state.project(self.project_id).get("last_session")
+        if not isinstance(old, str) or old == self.sid or not self.state.session(old).get("ending"):
+            return
+        record = await self.engine.store.get_session(old)
+        if record is not None and not record.ended and record.project_id == self.project_id:
+            done = await self.engine.lifecycle(old, "session_end")
+            self.debug.append(f"finished the interrupted SessionEnd of {old} (committed {done.committed})")
+        self.state.update_session(old, ending=None)
 
     # ------------------------------------------------------------------ /clear
 
     async def _hand_over(self) -> list[tuple[str, PageSummary, str]]:
         """End the session ``/clear`` left (whichever of its SessionEnd and this SessionStart runs first), with
         everything staged committed, and return its session-scoped constraints to carry over."""
-        project = self.state.project(self.project_id)
-        old = project.get("cleared_session") or project.get("last_session")
+        # this /clear's own SessionEnd marks its session (right even with two windows on the project); if this
+        # hook won the race against that mark, the project's most recent session is the one being cleared
+        old = self.state.cleared_recently(self.project_id, CLEAR_WINDOW_S)
+        if old is None or old == self.sid:
+            old = self.state.project(self.project_id).get("last_session")
         if not isinstance(old, str) or old == self.sid:
             return []
         record = await self.engine.store.get_session(old)
@@ -416,7 +435,7 @@ class ClaudeCodeHook:
             if page is not None:
                 carried.append((old, summary, page.text))
         ended = await self.engine.lifecycle(old, "session_end")
-        self.state.update_project(self.project_id, cleared_session=None)
+        self.state.update_session(old, ending=None)
         self.debug.append(f"/clear: ended {old} (committed {ended.committed}); carrying {len(carried)} constraint(s)")
         return carried
 
@@ -464,6 +483,22 @@ def failure(event: Event, problem: str, messages: list[str]) -> HookOutcome:
     return HookOutcome(context_output(event, text, user_message=f"clawvm memory is off: {problem}"), messages)
 
 
+def mark_ending(state: HookState, payload: HookInput, project_id: str, messages: list[str]) -> None:
+    """Before any slow work: note that this session's SessionEnd began (and why), so that a SessionEnd cancelled
+    by Claude Code's 1.5 s budget is finished by the next SessionStart, and SessionStart(clear) knows whom to
+    hand over from."""
+    try:
+        state.update_session(
+            payload.session_id,
+            ending=payload.reason or "other",
+            ending_at=time.time(),
+            project=project_id,
+            session=payload.session_id,
+        )
+    except OSError as exc:
+        messages.append(f"could not note the session's end ({exc}); the next start will not finish it")
+
+
 def _db_note(db: Path, existed: bool, payload: HookInput) -> str | None:
     if existed or payload.event != "SessionStart":
         return None
@@ -485,6 +520,8 @@ async def run_hook(event: Event, stdin_text: str, options: HookOptions, env: Map
         return failure(event, f"the hook input was not usable: {exc}", messages)
     config = load_config(directory, options.config)
     notes = list(config.warnings)
+    if event == "SessionEnd":
+        mark_ending(HookState(state_dir_for(options.db)), payload, project_id_for(directory), messages)
     existed = options.db.exists()
     try:
         store = await SQLiteStore.open(options.db)
