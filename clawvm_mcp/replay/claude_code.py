@@ -9,9 +9,9 @@ policy. What becomes what (docs/replay.md, "Claude Code logs"):
 - the first user prompt: the constraint ``task``; CLAUDE.md text the log shows: a bootstrap page;
 - later prompts, assistant text and compaction summaries: conversation pages;
 - ``system`` lines with subtype ``compact_boundary``: ``compaction``; the end of the log: ``session_end``;
-- one turn per user prompt (``--turns step``: per model call), with one ``assemble`` at the turn's first model
-  call that demands, at full, what entered the conversation since the previous one, plus the earlier result of
-  every repeated read-only call whose result the log shows unchanged ("repeated reads as demands").
+- one ``assemble`` per model call, demanding at full what entered the conversation since the previous call, plus
+  the earlier result of every read-only call it repeats whose result the log shows unchanged ("repeated reads as
+  demands"); one turn per user prompt (``--turns step``: per model call).
 
 Bad input is a ``ConvertError`` whose message starts with ``file:line:``; unknown line types are skipped and counted.
 """
@@ -335,7 +335,7 @@ def _plan(todos: object, goal: str) -> tuple[str, dict[str, str | list[str]]]:
 
 
 class _Builder:
-    """Items to trace records: pages, tools, one assembly per turn, boundaries."""
+    """Items to trace records: pages, tools, an assembly per model call, boundaries."""
 
     def __init__(self, where: str, log: _Log, session: str, turns: TurnUnit) -> None:
         self.where = where
@@ -360,7 +360,7 @@ class _Builder:
                 "repeats_demanded",
                 "plan_updates",
                 "skills",
-                "bootstrap_pages",
+                "claude_md_loads",
                 "prompts",
                 "compactions",
                 "assemblies",
@@ -442,7 +442,7 @@ class _Builder:
             self.counts["skills"] += 1
             self._page(f"skill/{_slug(item.name)}", "constraint", item.text)
         elif kind == "claude_md":
-            self.counts["bootstrap_pages"] += 1
+            self.counts["claude_md_loads"] += 1
             self._page(f"boot/{_slug(item.ident.strip('/'), 100)}", "bootstrap", item.text)
         elif kind == "compact":
             self.counts["compactions"] += 1
@@ -573,8 +573,8 @@ def register(subparsers: Any) -> None:
         "--turns",
         choices=TURN_UNITS,
         default="prompt",
-        help="prompt: a turn per user prompt (default); step: a turn per model call (for 'claude -p' logs, "
-        "which hold one prompt)",
+        help="prompt: a turn per user prompt (default); step: a turn per model call. Either way every model "
+        "call is one assembly; turns set how recency decays",
     )
     p.set_defaults(func=cmd_from_claude_code)
 
@@ -591,7 +591,7 @@ def _summary(path: Path, c: Converted) -> str:
     skipped = ", ".join(f"{k} {v}" for k, v in sorted(c.skipped.items()))
     return (
         f"{path}: {n['turns']} turns, {n['tool_calls']} tool calls ({n['repeats_demanded']} repeats demanded), "
-        f"{n['plan_updates']} plan updates, {n['skills']} skills, {n['bootstrap_pages']} bootstrap, "
+        f"{n['plan_updates']} plan updates, {n['skills']} skills, {n['claude_md_loads']} CLAUDE.md loads, "
         f"{n['compactions']} compactions" + (f"; skipped: {skipped}" if skipped else "")
     )
 
