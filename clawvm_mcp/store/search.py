@@ -194,3 +194,9 @@ def idf(rows: int, with_term: int) -> float:
 def search_text(page: Page) -> str:
     """What ``pages.search_text`` holds for a page, and what the commit trigger copies into the recall index."""
     return encode(columns(page.page_id, page.title, page.fields, page.content))
+
+
+def matched(search_text: str, terms: Sequence[str]) -> int:
+    """How many of ``terms`` a page's stored search text holds (recall reports it next to the score)."""
+    held = set(" ".join(decode(search_text).as_tuple()).split())
+    return sum(t in held for t in terms)
