@@ -455,6 +455,19 @@ def test_a_changed_claude_md_reaches_the_model_at_the_next_prompt(world: tuple[C
     assert "never force-push" not in gone and "was removed from the project" in gone
 
 
+def test_a_compaction_without_its_session_start_is_re_injected_at_the_next_prompt(
+    world: tuple[ClaudeCode, Path],
+) -> None:
+    cc, _ = world
+    cc.start("s-1", "startup")
+    anyio.run(model_writes, {**cc.env}, "s-1")
+    cc.prompt("s-1", "go")
+    assert cc.hook("PreCompact", "s-1", trigger="manual", custom_instructions="").output is None
+    seen = cc.prompt("s-1", "continue").context  # no SessionStart(compact) came (or its hook failed)
+    assert "re-injected at this prompt" in seen and RULE in seen and CONSTRAINT in seen
+    assert cc.prompt("s-1", "and again").output is None  # once only
+
+
 def test_an_oversized_claude_md_stays_under_the_cap(world: tuple[ClaudeCode, Path]) -> None:
     cc, _ = world
     rules = "\n".join(f"- rule {i}: always keep the invoice ledger in balance number {i}" for i in range(900))

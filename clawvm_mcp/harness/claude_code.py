@@ -263,6 +263,12 @@ class ClaudeCodeHook:
         await self._start(refresh_bootstrap=True)
         await self._record_prompt()
         shown = self.state.injected(self.sid)
+        if self.state.session(self.sid).get("compaction_recorded"):
+            # PreCompact marked a boundary, but no SessionStart(compact) re-injected after it: this prompt does
+            situation = "after compaction: re-injected at this prompt, as no SessionStart(compact) did"
+            text, full = await self._full_context(situation)
+            self.state.update_session(self.sid, injected=manifest(full), compaction_recorded=False)
+            return context_output("UserPromptSubmit", text)
         if self.config.prompt_context == "full" or shown is None:
             text, full = await self._full_context("this prompt")
             self.state.update_session(self.sid, injected=manifest(full))
