@@ -33,9 +33,9 @@ import anyio
 
 from .engine import ClawVMEngine, EngineConfig, SessionState
 from .engine.assembly import assemble_turn
-from .engine.lifecycle import advance_turn
 from .engine.merge import PageMerger
 from .engine.runtime import Runtime
+from .engine.session import advance_turn
 from .engine.writeback import check, install, namespace_for, stage_in_cache
 from .journal import WriteRequest
 from .page_table import PageTable
@@ -176,7 +176,7 @@ def _validate_write(rt: Runtime, state: SessionState, req: WriteRequest) -> None
     reasons, merged = check(rt, state, req, current, committed)
     if merged is None or reasons:
         raise AssertionError(f"bench write rejected: {reasons}")
-    stage_in_cache(state, namespace_for(state, req), merged, len(state.staged), committed)
+    stage_in_cache(state, namespace_for(state, req), merged, [len(state.staged)], committed)
 
 
 def _turn_inputs(pages: Sequence[Page], turns: int, seed: int) -> list[tuple[WriteRequest, dict[str, Fidelity]]]:

@@ -27,7 +27,9 @@ from .pages import (
 )
 
 Op = Literal["create", "append", "merge", "set", "delete", "pin"]
-ReasonCode = Literal["SCHEMA_INVALID", "PROVENANCE_DANGLING", "SCOPE_DENIED", "DESTRUCTIVE_OP", "INVARIANT_VIOLATION"]
+ReasonCode = Literal[
+    "SCHEMA_INVALID", "PROVENANCE_DANGLING", "SCOPE_DENIED", "DESTRUCTIVE_OP", "INVARIANT_VIOLATION", "STORE_BUSY"
+]
 CommitMode = Literal["now", "boundary"]
 WRITE_OPS: tuple[Op, ...] = ("create", "append", "merge", "set", "delete")
 ALL_OPS: tuple[Op, ...] = get_args(Op)

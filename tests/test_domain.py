@@ -19,7 +19,7 @@ from clawvm_mcp.pages import TYPE_POLICIES, Fidelity, Provenance
 from clawvm_mcp.represent import build_representations, compress, derive_fields
 from clawvm_mcp.selector import SelectorPolicy, decay_recency
 from clawvm_mcp.store import SQLiteStore, StoreError
-from clawvm_mcp.store.base import JournalEntry, PageCommit
+from clawvm_mcp.store.base import Conflict, JournalEntry, PageCommit
 from clawvm_mcp.store.sqlite import SCHEMA_VERSION
 from clawvm_mcp.tokens import TokenCounter
 
@@ -335,7 +335,8 @@ async def test_hook_process_settling_staged_rows_is_reconciled(tmp_path: Path) -
 
 @pytest.mark.anyio
 async def test_store_commit_is_compare_and_swap(tmp_path: Path) -> None:
-    """A commit validated against v1 must not land on a page another writer moved to v2 meanwhile."""
+    """A commit validated against v1 must not land on a page another writer moved to v2 meanwhile; the conflict
+    changes nothing (the caller re-reads and tries again), not even the journal."""
     store = await SQLiteStore.open(tmp_path / "cas.db")
     engine = ClawVMEngine(store)
     await engine.session_start("s")
@@ -345,11 +346,10 @@ async def test_store_commit_is_compare_and_swap(tmp_path: Path) -> None:
     await engine.write("s", WriteRequest("set", "pref/a", PROV, content="k: v2", base_version=1))
     entry = JournalEntry("s", "s:s", "pref/a", "set", "staged", "now", {"op": "set"}, 0)
     attempt = replace(stale, content="k: lost?", version=2)
+    before = await store.journal("s", 100)
     committed, conflicts = await store.commit([PageCommit("s:s", attempt, 1, (), entry)])
-    assert committed == [] and len(conflicts) == 1 and conflicts[0].current_version == 2
-    rows = await store.journal("s", 100)
-    assert rows[-1].txn_id == conflicts[0].entry_txn_id
-    assert (rows[-1].status, rows[-1].reasons[0]["code"]) == ("rejected", "DESTRUCTIVE_OP")
+    assert committed == [] and conflicts == [Conflict("pref/a", 2)]
+    assert await store.journal("s", 100) == before
     now = await store.get_page("s:s", "pref/a")
     assert now is not None and (now.version, now.content) == (2, "k: v2")
     await store.close()

@@ -27,6 +27,7 @@ def _text(rng: random.Random) -> str:
 
 
 async def _random_op(rng: random.Random, engine: ClawVMEngine, ids: list[str]) -> None:
+    await engine.stats("s")  # the cache as the next operation will see it
     state = engine.state_of("s")
     live = sorted(p.page_id for p in state.live())
     roll = rng.random()
@@ -72,10 +73,11 @@ async def test_every_engine_assembly_matches_the_whole_table_selector(tmp_path: 
     for step in range(160):
         await _random_op(rng, engine, ids)
         if rng.random() < 0.1:  # the other writer moves a page this engine holds
-            live = sorted(p.page_id for p in other.state_of("s").live())
+            live = sorted(p.page_id for p in await other.pages("s"))
             if live:
                 await other.write("s", WriteRequest("append", rng.choice(live), PROV, content="from elsewhere"))
         if rng.random() < 0.35:
+            await engine.stats("s")  # revalidates the cache (the other writer's moves), as assemble will first
             state = engine.state_of("s")
             live = sorted(p.page_id for p in state.live())
             demands = [(pid, rng.choice(LEVELS)) for pid in rng.sample(live, min(len(live), rng.randint(0, 2)))]

@@ -72,8 +72,9 @@ def journal(store: SQLiteStore) -> list[tuple[Any, ...]]:
 
 
 @pytest.mark.anyio
-async def test_stale_commit_is_rejected_and_leaves_the_page_byte_for_byte(store: SQLiteStore) -> None:
-    """If the one-statement commit lost its compare-and-swap, the stale body would land here."""
+async def test_stale_commit_is_a_conflict_and_leaves_page_and_journal_byte_for_byte(store: SQLiteStore) -> None:
+    """If the one-statement commit lost its compare-and-swap, the stale body would land here. A conflict writes
+    nothing at all: the staged row stays staged (it belongs to its session, and the next try replays it)."""
     stale = await page(store, "pref/a")
     staged = await store.stage(entry("pref/a", "append"))
     fresh = replace(await page(store, "pref/a"), content="k: v2", version=2)
@@ -84,35 +85,42 @@ async def test_stale_commit_is_rejected_and_leaves_the_page_byte_for_byte(store:
     attempt = replace(stale, content="k: lost?", version=2)
     committed, conflicts = await store.commit([PageCommit(NS, attempt, 1, (staged,), new)])
 
-    new_txn = before_journal[-1][0] + 1
-    assert (committed, conflicts) == ([], [Conflict("pref/a", 2, new_txn)])
+    assert (committed, conflicts) == ([], [Conflict("pref/a", 2)])
     assert page_row(store, "pref/a") == before_row
-    reasons = journal(store)[-1][4]
-    assert '"DESTRUCTIVE_OP"' in reasons
-    rejected = ("pref/a", "rejected", None, reasons)
-    assert journal(store) == [
-        *[(r[0], *rejected) if r[0] == staged else r for r in before_journal],
-        (new_txn, *rejected),
-    ]
+    assert journal(store) == before_journal
+    assert [r[2] for r in before_journal if r[0] == staged] == ["staged"]
 
 
 @pytest.mark.anyio
 async def test_commit_settles_staged_rows_and_returns_the_new_rows_txn_id(store: SQLiteStore) -> None:
     a = await store.stage(entry("pref/a", "append"))
-    settled = await store.stage(entry("pref/a", "append"))
-    await store.mark([settled], "lost", [{"code": "FLUSH_MISS", "detail": "x"}])
+    b = await store.stage(entry("pref/a", "append"))
     p = replace(await page(store, "pref/a"), content="k: v2", version=2)
-    committed, conflicts = await store.commit([PageCommit(NS, p, 1, (a, settled), entry("pref/a"))])
-    new_txn = settled + 1
-    assert conflicts == [] and committed == [Committed("pref/a", 2, (a, settled, new_txn), new_txn)]
+    committed, conflicts = await store.commit([PageCommit(NS, p, 1, (a, b), entry("pref/a"))])
+    new_txn = b + 1
+    assert conflicts == [] and committed == [Committed("pref/a", 2, (a, b, new_txn), new_txn)]
     assert [r for r in journal(store) if r[0] >= a] == [
         (a, "pref/a", "committed", 2, "[]"),
-        (settled, "pref/a", "lost", None, '[{"code":"FLUSH_MISS","detail":"x"}]'),  # history: never rewritten
+        (b, "pref/a", "committed", 2, "[]"),
         (new_txn, "pref/a", "committed", 2, "[]"),
     ]
     stored = await page(store, "pref/a")
     assert (stored.version, stored.content) == (2, "k: v2")
     assert page_row(store, "pref/a")[0][6] == dumps(page_to_json(p))
+
+
+@pytest.mark.anyio
+async def test_a_row_settled_elsewhere_makes_the_commit_a_conflict(store: SQLiteStore) -> None:
+    """Exactly once: a staged row another process settled (committed, rejected or lost) is never settled again,
+    and the commit that tried writes nothing, so its caller re-reads instead of making a second version."""
+    a = await store.stage(entry("pref/a", "append"))
+    settled = await store.stage(entry("pref/a", "append"))
+    await store.mark([settled], "lost", [{"code": "FLUSH_MISS", "detail": "x"}])
+    before_row, before_journal = page_row(store, "pref/a"), journal(store)
+    p = replace(await page(store, "pref/a"), content="k: v2", version=2)
+    committed, conflicts = await store.commit([PageCommit(NS, p, 1, (a, settled), entry("pref/a"))])
+    assert (committed, conflicts) == ([], [Conflict("pref/a", 1)])
+    assert page_row(store, "pref/a") == before_row and journal(store) == before_journal
 
 
 @pytest.mark.anyio
@@ -125,7 +133,7 @@ async def test_a_flush_with_one_stale_page_commits_the_others_in_one_transaction
     committed, conflicts = await store.commit([PageCommit(NS, a, 1, (sa,)), PageCommit(NS, b, 1, (sb,))])
     assert committed == [Committed("pref/a", 2, (sa,))] and conflicts == [Conflict("pref/b", 2)]
     statuses = {r[0]: (r[2], r[3]) for r in journal(store)}
-    assert statuses[sa] == ("committed", 2) and statuses[sb] == ("rejected", None)
+    assert statuses[sa] == ("committed", 2) and statuses[sb] == ("staged", None)  # b's row waits for a replay
     assert (await page(store, "pref/a")).content == "k: a2"
     assert (await page(store, "pref/b")).content == "k: elsewhere"
 

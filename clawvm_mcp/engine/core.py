@@ -9,16 +9,19 @@ those imports this module.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import replace
+
+import anyio
 
 from ..canonical import tool_signature
 from ..journal import WriteRequest
 from ..pages import PAGE_ID_RE, Fidelity, Page, Pin, Provenance
 from ..selector import SelectorPolicy, select
-from ..store.base import SessionRecord, Store
+from ..store.base import Store, StoreBusy
 from ..tokens import TokenCounter
-from . import assembly, lifecycle, reads, tool_calls, writeback
+from . import assembly, coherence, lifecycle, reads, tool_calls, writeback
 from .policy import EngineConfig
 from .results import (
     AssembleResult,
@@ -73,34 +76,32 @@ class ClawVMEngine:
             self._check_budget(budget)
         for page in bootstrap:
             require_unicode(f"bootstrap page {page.page_id!r}", (page.content, page.fields))
-        async with self._open_lock:
-            record = await self.store.get_session(session_id)
-            resumed = record is not None
-            if record is not None:
-                if record.principal != self.config.principal:
-                    raise EngineError(f"Session id {session_id!r} belongs to another principal; choose another id")
-                if project_id not in ("default", record.project_id):
-                    raise EngineError(
-                        f"Session {session_id!r} belongs to project {record.project_id!r}, not {project_id!r}"
-                    )
-                record.ended = False
-                if budget is not None:
-                    record.budget = budget
+        claim = await self.store.claim_session(session_id, self.config.principal, project_id, budget)
+        if claim is None:
+            existing = await self.store.get_session(session_id)
+            if existing is not None and existing.principal == self.config.principal:
+                raise EngineError(
+                    f"Session {session_id!r} belongs to project {existing.project_id!r}, not {project_id!r}"
+                )
+            raise EngineError(f"Session id {session_id!r} is not available; choose another id")
+        record, created = claim
+        async with self._open_lock:  # one cache per session in this process: a re-run joins it, never replaces it
+            state = self._sessions.get(session_id)
+            if state is None:
+                state = self._sessions[session_id] = await load(self._rt, record)
             else:
-                record = SessionRecord(session_id, self.config.principal, project_id, budget or 4000)
-            await self.store.put_session(record)
-            state = await load(self._rt, record)
-            self._sessions[session_id] = state
-        async with state.lock:
+                state.record.budget, state.record.ended, state.stale = record.budget, False, True
+        async with self._locked(state):
             settled_ok, settled_bad = await writeback.settle_pending(self._rt, state)
             results = [await writeback.ingest_bootstrap(self._rt, state, page) for page in bootstrap]
             await save(self._rt, state)
+            self._touch(state)
             return SessionStartResult(
                 session_id=session_id,
-                project_id=record.project_id,
-                budget=record.budget,
-                turn=record.turn,
-                resumed=resumed,
+                project_id=state.record.project_id,
+                budget=state.record.budget,
+                turn=state.turn,
+                resumed=not created,
                 pages=len(state.pages.sizes),
                 bootstrap=results,
                 settled_committed=settled_ok,
@@ -121,6 +122,44 @@ class ClawVMEngine:
         state.unreported_settled = (resumed.settled_committed, resumed.settled_rejected)
         return state
 
+    @asynccontextmanager
+    async def _locked(self, state: SessionState) -> AsyncIterator[SessionState]:
+        """The session's lock (waited for at most ``store_timeout``), then the cache revalidated against the store.
+        The operation inside is shielded from cancellation: every wait in it is bounded, and a client that gives up
+        must never leave a write half-applied to the cache (the store has it, the cache would not)."""
+        with anyio.move_on_after(self.config.store_timeout) as waited:
+            await state.lock.acquire()
+        if waited.cancelled_caught:
+            raise StoreBusy(f"session {state.session_id!r} stayed busy with other calls; retry")
+        try:
+            with anyio.CancelScope(shield=True):
+                try:
+                    await coherence.refresh(self._rt, state)
+                    yield state
+                except EngineError:
+                    state.stale = True
+                    if state.record.ended:
+                        self._sessions.pop(state.session_id, None)
+                    raise
+                except BaseException:
+                    state.stale = True  # whatever the failure left half-done, the next call re-reads it
+                    raise
+        finally:
+            state.lock.release()
+
+    @asynccontextmanager
+    async def _op(self, session_id: str) -> AsyncIterator[SessionState]:
+        """One operation on a session: found (or resumed), locked, revalidated."""
+        async with self._locked(await self._session(session_id)) as state:
+            yield state
+
+    def _touch(self, state: SessionState) -> None:
+        """This session wrote: the other sessions of its project in this process share its project pages (and one
+        store connection, whose data_version does not move for its own writes), so they refresh next time."""
+        for other in self._sessions.values():
+            if other is not state and other.record.project_id == state.record.project_id:
+                other.stale = True
+
     def _check_budget(self, budget: int) -> None:
         if budget < 1 or budget > self.config.max_budget:
             raise EngineError(f"budget must be between 1 and {self.config.max_budget} tokens, got {budget}")
@@ -131,16 +170,19 @@ class ClawVMEngine:
         require_unicode("content", req.content)
         require_unicode("fields", req.fields)
         require_unicode("provenance", None if req.provenance is None else req.provenance.ref)
-        state = await self._session(session_id)
-        async with state.lock:
-            return await writeback.write(self._rt, state, replace(req, turn=state.turn))
+        try:
+            async with self._op(session_id) as state:
+                self._touch(state)
+                return await writeback.write(self._rt, state, replace(req, turn=state.turn))
+        except StoreBusy as exc:
+            return writeback.busy(req, req.base_version or 0, str(exc))
 
     async def pin(self, session_id: str, page_id: str, pin: Pin) -> WriteResult:
-        state = await self._session(session_id)
-        async with state.lock:
+        async with self._op(session_id) as state:
             if page_id not in state.pages or state.pages[page_id].deleted:
                 raise EngineError(f"No page {page_id!r} in session {session_id!r}; call page_list")
             prov = Provenance("harness", f"ext:page_{'pin' if pin != 'none' else 'unpin'}", state.turn)
+            self._touch(state)
             return await writeback.write(self._rt, state, WriteRequest("pin", page_id, prov, pin=pin, turn=state.turn))
 
     # ------------------------------------------------------------------ reads
@@ -149,8 +191,7 @@ class ClawVMEngine:
         level = self._level(fidelity)
         if level is Fidelity.NONE:
             raise EngineError("fidelity 'none' has no text; ask for pointer, structured, compressed or full")
-        state = await self._session(session_id)
-        async with state.lock:
+        async with self._op(session_id) as state:
             return await reads.read(self._rt, state, page_id, level)
 
     @staticmethod
@@ -161,11 +202,11 @@ class ClawVMEngine:
             raise EngineError(str(exc)) from None
 
     async def list_pages(self, session_id: str, page_type: str | None = None, scope: str | None = None) -> ListResult:
-        state = await self._session(session_id)
         reads.check_type(page_type)
         if scope not in (None, "session", "project"):
             raise EngineError(f"Unknown scope {scope!r}; use session or project")
-        return reads.list_pages(self._rt, state, page_type, scope)
+        async with self._op(session_id) as state:
+            return reads.list_pages(self._rt, state, page_type, scope)
 
     async def recall(
         self, session_id: str, query: str, page_type: str | None = None, limit: int = 10, backend: reads.Backend = "ok"
@@ -175,20 +216,17 @@ class ClawVMEngine:
         if not 1 <= limit <= 100:
             raise EngineError(f"limit must be between 1 and 100, got {limit}")
         require_unicode("query", query)
-        state = await self._session(session_id)
-        async with state.lock:
+        async with self._op(session_id) as state:
             return await reads.recall(self._rt, state, query, page_type, limit, backend)
 
     async def pages(self, session_id: str) -> list[Page]:
         """Copies of the session's live pages (staged updates applied), for callers that plan writes (import)."""
-        state = await self._session(session_id)
-        async with state.lock:
+        async with self._op(session_id) as state:
             return [replace(p) for p in state.live()]
 
     async def version_of(self, session_id: str, page_id: str) -> int | None:
         """The committed version of a page this session can see (0 for a page created staged), None if none."""
-        state = await self._session(session_id)
-        async with state.lock:
+        async with self._op(session_id) as state:
             page = state.pages.get(page_id)
             if page is not None:
                 return None if page.deleted else page.version
@@ -212,8 +250,7 @@ class ClawVMEngine:
     ) -> AssembleResult:
         if budget is not None and budget < 0:
             raise EngineError(f"budget must be >= 0 tokens, got {budget}")
-        state = await self._session(session_id)
-        async with state.lock:
+        async with self._op(session_id) as state:
             wanted: dict[str, Fidelity] = {}
             for page_id, fidelity in demands:
                 level = self._level(fidelity)
@@ -229,9 +266,9 @@ class ClawVMEngine:
 
     async def floor_fits(self, session_id: str, demands: Mapping[str, str], budget: int) -> bool:
         """Whether hard pins and ``demands`` fit ``budget`` at their floors: a replay's policy-independent check."""
-        state = await self._session(session_id)
         wanted = {pid: self._level(f) for pid, f in demands.items()}
-        return not select(state.pages, wanted, budget, FLOOR_ONLY, {}).unmet_required
+        async with self._op(session_id) as state:
+            return not select(state.pages, wanted, budget, FLOOR_ONLY, {}).unmet_required
 
     async def set_utility(
         self, session_id: str, page_id: str, base_utility: float | None, recompute_cost: float | None
@@ -241,7 +278,7 @@ class ClawVMEngine:
         state = self._sessions.get(session_id)
         if state is None:
             return
-        async with state.lock:
+        async with self._locked(state):
             state.utilities[page_id] = (base_utility, recompute_cost)
             page = state.pages.get(page_id)
             if page is not None:
@@ -266,8 +303,8 @@ class ClawVMEngine:
             signature = tool_signature(tool, args)
         except (TypeError, ValueError) as exc:
             raise EngineError(f"args must be a JSON object: {exc}") from None
-        state = await self._session(session_id)
-        async with state.lock:
+        async with self._op(session_id) as state:
+            self._touch(state)
             return await tool_calls.execute(self._rt, state, tool, signature, result)
 
     # ------------------------------------------------------------------ lifecycle
@@ -275,8 +312,8 @@ class ClawVMEngine:
     async def lifecycle(self, session_id: str, event: str) -> LifecycleResult:
         if event not in lifecycle.EVENTS:
             raise EngineError(f"Unknown event {event!r}; use one of {', '.join(lifecycle.EVENTS)}")
-        state = await self._session(session_id)
-        async with state.lock:
+        async with self._op(session_id) as state:
+            self._touch(state)
             result = await lifecycle.boundary(self._rt, state, event)  # type: ignore[arg-type]
             if event == "session_end":
                 self._sessions.pop(session_id, None)
@@ -285,21 +322,22 @@ class ClawVMEngine:
     # ------------------------------------------------------------------ introspection
 
     async def stats(self, session_id: str) -> StatsResult:
-        state = await self._session(session_id)
-        return stats(state, await self.store.journal_counts(state.session_id))
+        async with self._op(session_id) as state:
+            return stats(state, await self.store.journal_counts(state.session_id))
 
     async def faults_total(self, session_id: str) -> int:
         """Faults observed so far, without the journal counts ``stats`` reads from the store."""
-        return (await self._session(session_id)).observer.total
+        async with self._op(session_id) as state:
+            return state.observer.total
 
     async def journal(self, session_id: str, limit: int = 200) -> JournalResult:
-        state = await self._session(session_id)
-        rows = await self.store.journal(state.session_id, limit)
-        return JournalResult(session_id=state.session_id, entries=journal_rows(rows))
+        async with self._op(session_id) as state:
+            rows = await self.store.journal(state.session_id, limit)
+            return JournalResult(session_id=state.session_id, entries=journal_rows(rows))
 
     async def fault_events(self, session_id: str) -> list[FaultOut]:
-        state = await self._session(session_id)
-        return fault_outs(state.observer.events)
+        async with self._op(session_id) as state:
+            return fault_outs(state.observer.events)
 
     def state_of(self, session_id: str) -> SessionState:
         """The live cache of a loaded session, for tests that check it against a reference (the selector

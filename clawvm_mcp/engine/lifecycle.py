@@ -6,31 +6,19 @@ from __future__ import annotations
 from typing import Literal
 
 from ..faults import FaultEvent
-from ..selector import decay_recency
 from .results import LifecycleResult
 from .runtime import Runtime
-from .session import SessionState, save
+from .session import SessionState, advance_turn, save
 from .views import fault_outs
-from .writeback import flush, refresh_page
+from .writeback import flush, reload_page
 
 Event = Literal["turn_end", "compaction", "reset", "flush", "session_end"]
 EVENTS: tuple[Event, ...] = ("turn_end", "compaction", "reset", "flush", "session_end")
 
 
-def advance_turn(state: SessionState, turn: int) -> None:
-    """Recency decays once per turn passed; pages demanded in the turn just ended gain +1."""
-    while state.record.turn < turn:
-        decay_recency(state.recency, sorted(state.turn_demands))
-        state.turn_demands.clear()
-        state.record.turn += 1
-
-
 async def boundary(rt: Runtime, state: SessionState, event: Event) -> LifecycleResult:
     policy = rt.policy
     before = len(state.observer.events)
-    stored = await rt.store.get_session(state.session_id)
-    if stored is not None and stored.turn > state.record.turn:  # a hook process advanced the turn meanwhile
-        advance_turn(state, stored.turn)
     committed, rejected = state.unreported_settled
     state.unreported_settled = (0, 0)
     reinjected: list[str] = []
@@ -57,7 +45,7 @@ async def boundary(rt: Runtime, state: SessionState, event: Event) -> LifecycleR
         state.record.ended = True
     new = state.observer.events[before:]
     await rt.store.add_faults(state.session_id, [e for e in new if e.kind == "flush_miss"])
-    await save(rt, state)
+    await save(rt, state, boundary=event in ("compaction", "reset", "session_end"))
     return LifecycleResult(
         event=event,
         turn=state.turn,
@@ -71,10 +59,11 @@ async def boundary(rt: Runtime, state: SessionState, event: Event) -> LifecycleR
 async def _drop_staged(rt: Runtime, state: SessionState, event: str) -> list[FaultEvent]:
     """A policy without writeback at this boundary destroys the only copy of dirty state: flush_miss."""
     faults = []
-    for page_id in sorted(state.staged):
+    rows: dict[tuple[str, str], list[int]] = {}
+    for entry in await rt.store.pending(state.session_id):  # every staged row of the session, whoever staged it
+        rows.setdefault((entry.namespace, entry.page_id), []).append(entry.txn_id)
+    for (ns, page_id), txns in sorted(rows.items(), key=lambda item: item[0][1]):
         faults.append(state.observer.fault("flush_miss", state.turn, page_id, f"dirty at {event}, not committed"))
-        await rt.store.mark(state.staged[page_id], "lost", [{"code": "FLUSH_MISS", "detail": event}])
-        await refresh_page(rt, state, state.namespace[page_id], page_id)
-    state.staged.clear()
-    state.staged_base.clear()
+        await rt.store.mark(txns, "lost", [{"code": "FLUSH_MISS", "detail": event}])
+        await reload_page(rt, state, ns, page_id)
     return faults

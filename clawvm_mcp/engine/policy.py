@@ -37,6 +37,8 @@ class EngineConfig:
     max_page_bytes: int = MAX_PAGE_BYTES
     max_pages_per_session: int = 10_000
     max_budget: int = 2_000_000
+    # seconds an operation may wait for the store's write lock (or the session's) before it answers STORE_BUSY
+    store_timeout: float = 5.0
 
     def can_read_project(self, project_id: str) -> bool:
         return self.grants is None or project_id in self.grants

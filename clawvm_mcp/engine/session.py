@@ -6,13 +6,14 @@ import asyncio
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 from ..errors import ClawVMError
 from ..faults import FaultObserver
 from ..page_table import PageTable
 from ..pages import Fidelity, Fields, Page, PageType, Pin, Provenance
-from ..store.base import SessionRecord, ToolCall
+from ..selector import decay_recency
+from ..store.base import SessionCounters, SessionRecord, ToolCall
 from .runtime import Runtime
 
 SESSION_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}\Z")  # \Z: "$" would accept a trailing newline
@@ -49,25 +50,14 @@ class SavedState:
         saved = record.state
         raw_recency = saved.get("recency", {})
         recency = {str(k): float(v) for k, v in raw_recency.items()} if isinstance(raw_recency, dict) else {}
-        raw = saved.get("counters", {})
-        counters: dict[str, Any] = raw if isinstance(raw, dict) else {}
+        counters = record.counters
         return cls(
             recency=recency,
             after_boundary=bool(saved.get("after_boundary", False)),
-            duplicate_signature=_int(counters.get("duplicate_signature", 0)),
-            hits=_int(counters.get("hits", 0)),
-            physical_insufficiency=_int(counters.get("physical_insufficiency", 0)),
+            duplicate_signature=counters.duplicate_signature,
+            hits=counters.hits,
+            physical_insufficiency=counters.physical_insufficiency,
         )
-
-
-def _int(value: object) -> int:
-    """A saved counter, read leniently: a hand-edited or foreign blob shows as 0, never as an error."""
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        return 0
-    try:
-        return int(value)
-    except ValueError:
-        return 0
 
 
 @dataclass(slots=True)
@@ -89,6 +79,11 @@ class SessionState:
     utilities: dict[str, tuple[float | None, float | None]] = field(default_factory=lambda: {})
     observer: FaultObserver = field(default_factory=FaultObserver)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # coherence with the store (engine/coherence.py): what this cache last saw of it
+    data_version: int | None = None  # the store's data_version when last refreshed (None: never)
+    synced_seq: int = 0  # the store's change sequence when last refreshed
+    stale: bool = True  # refresh before the next answer: another session of this process wrote, or never synced
+    saved: SessionCounters = field(default_factory=SessionCounters)  # the store's counters when last synced
 
     @property
     def session_id(self) -> str:
@@ -114,17 +109,19 @@ class SessionState:
 
 
 async def load(rt: Runtime, record: SessionRecord) -> SessionState:
-    """A session's cache built from the store: pages of its namespaces, tool calls, faults and saved counters."""
-    state = SessionState(record)
+    """A session's cache built from the store: pages of its namespaces, tool calls, faults and saved counters. The
+    change sequence is read first, so whatever moves while this loads is refreshed again, never missed."""
+    seq = await rt.store.change_seq()
+    version = await rt.store.data_version()
+    state = SessionState(record, synced_seq=seq, data_version=version, stale=False)
     for ns, page in await rt.store.load_pages(state.namespaces(rt.config.can_read_project(record.project_id))):
         state.pages[page.page_id] = page
         state.namespace[page.page_id] = ns
-    for call in await rt.store.tool_calls(record.session_id):
-        state.calls[call.signature] = call
-        state.call_ids.add(call.call_id)
+    load_calls(state, await rt.store.tool_calls(record.session_id))
     saved = SavedState.of(record)
     state.recency = saved.recency
     state.after_boundary = saved.after_boundary
+    state.saved = record.counters
     state.observer.restore(
         await rt.store.faults(record.session_id),
         saved.duplicate_signature,
@@ -134,18 +131,54 @@ async def load(rt: Runtime, record: SessionRecord) -> SessionState:
     return state
 
 
-async def save(rt: Runtime, state: SessionState) -> None:
+def load_calls(state: SessionState, calls: list[ToolCall]) -> None:
+    """The session's tool calls as the store has them: the latest call per signature, and every call id."""
+    state.calls = {call.signature: call for call in calls}
+    state.call_ids = {call.call_id for call in calls}
+
+
+def unsaved(state: SessionState, boundary: bool = False) -> SessionCounters:
+    """What this process added to the session's counters since it last synced them with the store."""
+    obs, saved = state.observer, state.saved
+    return SessionCounters(
+        obs.hits - saved.hits,
+        obs.duplicate_signature - saved.duplicate_signature,
+        obs.physical_insufficiency - saved.physical_insufficiency,
+        1 if boundary else 0,
+    )
+
+
+def take_counters(state: SessionState, stored: SessionCounters) -> None:
+    """The store's counters plus what this process has not saved yet (so no process's counts are lost)."""
+    local = unsaved(state)
     obs = state.observer
+    obs.hits = stored.hits + local.hits
+    obs.duplicate_signature = stored.duplicate_signature + local.duplicate_signature
+    obs.physical_insufficiency = stored.physical_insufficiency + local.physical_insufficiency
+    state.saved = stored
+
+
+async def save(rt: Runtime, state: SessionState, boundary: bool = False) -> None:
+    """Write the session's record; counters go as increments, a compaction/reset/end counts as one boundary."""
     state.record.state = {
         "recency": {k: round(v, 9) for k, v in sorted(state.recency.items())},
         "after_boundary": state.after_boundary,
-        "counters": {
-            "duplicate_signature": obs.duplicate_signature,
-            "hits": obs.hits,
-            "physical_insufficiency": obs.physical_insufficiency,
-        },
     }
-    await rt.store.put_session(state.record)
+    stored = await rt.store.save_session(state.record, unsaved(state, boundary))
+    obs = state.observer  # our increments are in the stored totals now, with every other process's
+    obs.hits = stored.counters.hits
+    obs.duplicate_signature = stored.counters.duplicate_signature
+    obs.physical_insufficiency = stored.counters.physical_insufficiency
+    state.saved = state.record.counters = stored.counters
+    advance_turn(state, stored.turn)  # another process may have ended turns meanwhile
+
+
+def advance_turn(state: SessionState, turn: int) -> None:
+    """Recency decays once per turn passed; pages demanded in the turn just ended gain +1."""
+    while state.record.turn < turn:
+        decay_recency(state.recency, sorted(state.turn_demands))
+        state.turn_demands.clear()
+        state.record.turn += 1
 
 
 def require_unicode(label: str, value: object) -> None:

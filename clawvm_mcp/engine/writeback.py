@@ -1,22 +1,29 @@
 """The journal pipeline of DESIGN section 4: stage, validate, commit, and the boundary flush that settles staged
 rows. Checks run before the merge and invariants after it, in ``journal.validate``; this module sequences them
-against the store and keeps the session's cache in step with what the store committed."""
+against the store and keeps the session's cache in step with what the store committed.
+
+The store is the one truth (DESIGN section 9): a staged row is a journal row of its session, whichever process
+staged it; the cache's dirty page is only a view (the committed page with the session's staged rows replayed)."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from dataclasses import replace
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
+from ..canonical import dumps
 from ..journal import Reason, ValidationContext, WriteRequest, validate
 from ..pages import PAGE_ID_RE, TYPE_POLICIES, Page, Provenance
-from ..store.base import Committed, JournalEntry, PageCommit
+from ..store.base import Committed, JournalEntry, PageCommit, Rejection, StoreBusy
 from .merge import PageMerger, floor_tokens
 from .results import ReasonOut, WriteResult
 from .runtime import Runtime
 from .session import PageInput, SessionState
 
 log = logging.getLogger(__name__)
-
+REJECTED_HEAD_BYTES = 4096
 
 def namespace_for(state: SessionState, req: WriteRequest) -> str:
     """A known page keeps its namespace; a new one goes where its scope (given or the type's default) says."""
@@ -51,17 +58,29 @@ def validation_context(
 def check(
     rt: Runtime, state: SessionState, req: WriteRequest, current: Page | None, committed_version: int
 ) -> tuple[list[Reason], Page | None]:
-    """The five checks and the merge of one request: its reasons, and the merged page when there are none."""
-    merger = PageMerger(rt.counter, state.turn, committed_version)
+    """The five checks and the merge of one request: its reasons, and the merged page when there are none. The
+    merge is stamped with the request's own turn, so replaying a staged row later builds the same page."""
+    merger = PageMerger(rt.counter, req.turn, committed_version)
     return validate(req, validation_context(rt, state, req, current, committed_version), merger)
 
 
 def journal_entry(state: SessionState, ns: str, req: WriteRequest, reasons: list[Reason]) -> JournalEntry:
-    """The journal row of a write, before the store settles its status."""
+    """The journal row of a write, before the store settles its status. A rejected write keeps its reasons, a
+    digest and at most the first 4 KiB of the request: the journal explains a refusal without hoarding it."""
     rows = [{"code": r.code, "detail": r.detail} for r in reasons]
-    return JournalEntry(
-        state.session_id, ns, req.page_id, req.op, "staged", req.commit, req.to_json(), state.turn, rows
-    )
+    request = req.to_json() if not reasons else rejected_request(req)
+    return JournalEntry(state.session_id, ns, req.page_id, req.op, "staged", req.commit, request, state.turn, rows)
+
+
+def rejected_request(req: WriteRequest) -> dict[str, object]:
+    raw = dumps(req.to_json()).encode("utf-8", "surrogatepass")
+    return {
+        "op": req.op,
+        "page_id": req.page_id,
+        "digest": "sha256:" + hashlib.sha256(raw).hexdigest(),
+        "bytes": len(raw),
+        "head": raw[:REJECTED_HEAD_BYTES].decode("utf-8", "ignore"),
+    }
 
 
 def install(state: SessionState, ns: str, page: Page) -> None:
@@ -92,13 +111,66 @@ async def refresh_page(rt: Runtime, state: SessionState, ns: str, page_id: str) 
         install(state, ns, fresh)
 
 
-def stage_in_cache(state: SessionState, ns: str, merged: Page, txn: int, committed_version: int) -> None:
-    """A validated boundary write, visible to assembly as a dirty page until the boundary commits its row. A staged
-    delete stays in the cache as a dirty tombstone (the page table keeps it out of assembly) so the flush has it."""
+
+@dataclass(frozen=True, slots=True)
+class PagePlan:
+    """A page's staged rows replayed on its committed version: the page they make, and which of them still apply."""
+
+    namespace: str
+    page_id: str
+    version: int  # the committed version the rows were replayed on
+    page: Page | None  # every applicable row merged; with none, the committed page (None: nothing stored)
+    applied: tuple[int, ...]
+    refused: tuple[tuple[int, tuple[dict[str, str], ...]], ...]  # rows that no longer validate, with why
+
+
+def plan_page(
+    rt: Runtime, state: SessionState, ns: str, page_id: str, stored: Page | None, rows: Sequence[JournalEntry]
+) -> PagePlan:
+    """Replay a page's staged rows, in order, on the committed page: appends and merges land on whatever version is
+    there now (non-destructive, so never lost), while a staged set or delete whose base moved is refused."""
+    committed = stored.version if stored is not None else 0
+    current = stored if stored is not None and not stored.deleted else None
+    applied: list[int] = []
+    refused: list[tuple[int, tuple[dict[str, str], ...]]] = []
+    for row in rows:
+        req = replace(WriteRequest.from_json(row.request), commit="boundary")
+        reasons, merged = check(rt, state, req, current, committed)
+        if merged is None:
+            refused.append((row.txn_id, tuple({"code": r.code, "detail": r.detail} for r in reasons)))
+            continue
+        current = merged
+        applied.append(row.txn_id)
+    return PagePlan(ns, page_id, committed, current if applied else stored, tuple(applied), tuple(refused))
+
+
+def show_plan(state: SessionState, plan: PagePlan) -> None:
+    """The cache's copy of a page: its staged view when rows apply, else the committed page (or nothing)."""
+    if plan.applied and plan.page is not None:
+        stage_in_cache(state, plan.namespace, plan.page, list(plan.applied), plan.version)
+        return
+    state.staged.pop(plan.page_id, None)
+    state.staged_base.pop(plan.page_id, None)
+    if plan.page is None or plan.page.deleted:
+        state.pages.pop(plan.page_id, None)
+        state.namespace.pop(plan.page_id, None)
+    else:
+        install(state, plan.namespace, plan.page)
+
+
+async def reload_page(rt: Runtime, state: SessionState, ns: str, page_id: str) -> None:
+    """Rebuild one page of the cache from the store: its committed version with its staged rows replayed."""
+    rows = [e for e in await rt.store.pending(state.session_id) if e.page_id == page_id and e.namespace == ns]
+    show_plan(state, plan_page(rt, state, ns, page_id, await rt.store.get_page(ns, page_id), rows))
+
+
+def stage_in_cache(state: SessionState, ns: str, merged: Page, txns: list[int], committed_version: int) -> None:
+    """A validated boundary write, visible to assembly as a dirty page until a boundary commits its rows. A staged
+    delete stays in the cache as a dirty tombstone (the page table keeps it out of assembly)."""
     state.pages[merged.page_id] = replace(merged, dirty=True, version=committed_version)
     state.namespace[merged.page_id] = ns
-    state.staged.setdefault(merged.page_id, []).append(txn)
-    state.staged_base.setdefault(merged.page_id, committed_version)
+    state.staged[merged.page_id] = txns
+    state.staged_base[merged.page_id] = committed_version
 
 
 def _rejected(req: WriteRequest, version: int, txn: int, reasons: list[Reason]) -> WriteResult:
@@ -111,15 +183,46 @@ def _rejected(req: WriteRequest, version: int, txn: int, reasons: list[Reason]) 
     )
 
 
-async def write(rt: Runtime, state: SessionState, req: WriteRequest, settles: int | None = None) -> WriteResult:
-    """Stage, validate, commit. ``settles`` names an existing journal row to settle instead of a new one."""
+def busy(req: WriteRequest, version: int, why: str) -> WriteResult:
+    """STORE_BUSY: the write could not be made in bounded time; nothing changed, and it may be retried."""
+    detail = f"the store stayed busy ({why}); nothing was written: retry this write"
+    return _rejected(req, version, 0, [Reason("STORE_BUSY", detail)])
+
+
+class _Moved(Exception):
+    """The store moved under a write between its read and its commit: reload that page and try again."""
+
+
+async def write(rt: Runtime, state: SessionState, req: WriteRequest) -> WriteResult:
+    """Stage, validate, commit, within the bounded wait. A commit that finds the page moved (another process or
+    session) reloads the page and tries again: the answer is always the one the store's newest state gives."""
     ns = namespace_for(state, req)
-    if req.commit == "now" and settles is None:
+    deadline = time.monotonic() + rt.config.store_timeout
+    while True:
+        try:
+            return await _write_once(rt, state, req, ns)
+        except StoreBusy as exc:
+            return busy(req, state.staged_base.get(req.page_id, _version(state, req.page_id)), str(exc))
+        except _Moved:
+            if time.monotonic() > deadline:
+                return busy(req, _version(state, req.page_id), "the page kept changing under this write")
+            await reload_page(rt, state, ns, req.page_id)
+
+
+def _version(state: SessionState, page_id: str) -> int:
+    page = state.pages.get(page_id)
+    return 0 if page is None else page.version
+
+
+async def _write_once(rt: Runtime, state: SessionState, req: WriteRequest, ns: str) -> WriteResult:
+    if req.commit == "now":
         fast = await _commit_unread(rt, state, req, ns)
         if fast is not None:
             return fast
     stored = await rt.store.get_page(ns, req.page_id) if PAGE_ID_RE.match(req.page_id) else None
     committed_version = stored.version if stored is not None else 0
+    if req.page_id in state.staged and state.staged_base.get(req.page_id) != committed_version:
+        raise _Moved  # the staged view was built on an older version: rebuild it first
     current = state.pages.get(req.page_id)
     if stored is not None and (current is None or (not current.dirty and current.version != stored.version)):
         current = stored  # another session or process committed since we loaded: validate against that
@@ -134,34 +237,24 @@ async def write(rt: Runtime, state: SessionState, req: WriteRequest, settles: in
             merged = None
     entry = journal_entry(state, ns, req, reasons)
     if merged is None:
-        if settles is None:
-            return _rejected(req, committed_version, await rt.store.stage(replace(entry, status="rejected")), reasons)
-        await rt.store.mark([settles], "rejected", entry.reasons)
-        return _rejected(req, committed_version, settles, reasons)
+        return _rejected(req, committed_version, await rt.store.stage(replace(entry, status="rejected")), reasons)
     if req.commit == "boundary":
-        txn = settles if settles is not None else await rt.store.stage(replace(entry, status="validated"))
-        stage_in_cache(state, ns, merged, txn, committed_version)
+        txn = await rt.store.stage(replace(entry, status="validated"))
+        stage_in_cache(state, ns, merged, [*state.staged.get(req.page_id, []), txn], committed_version)
         return WriteResult(status="staged", page_id=req.page_id, version=committed_version, txn_id=txn)
     page = replace(merged, dirty=False, version=committed_version + 1)
-    earlier = state.staged.pop(req.page_id, [])
-    state.staged_base.pop(req.page_id, None)
-    commit = PageCommit(ns, page, committed_version, tuple(earlier), entry)
-    if settles is not None:
-        commit = PageCommit(ns, page, committed_version, (*earlier, settles), None)
-    done, conflicts = await rt.store.commit([commit])
+    earlier = tuple(state.staged.get(req.page_id, ()))
+    done, conflicts = await rt.store.commit([PageCommit(ns, page, committed_version, earlier, entry)])
     if conflicts:
-        await refresh_page(rt, state, ns, req.page_id)
-        conflict = conflicts[0]
-        reason = Reason("DESTRUCTIVE_OP", f"stale base: current version is {conflict.current_version}")
-        row = conflict.entry_txn_id if settles is None else settles
-        return _rejected(req, conflict.current_version, row or 0, [reason])
+        raise _Moved
+    state.staged.pop(req.page_id, None)
+    state.staged_base.pop(req.page_id, None)
     install(state, ns, page)
-    return _committed(req, done[0], settles)
+    return _committed(req, done[0])
 
 
-def _committed(req: WriteRequest, done: Committed, settles: int | None) -> WriteResult:
-    txn = done.entry_txn_id if settles is None else settles
-    return WriteResult(status="committed", page_id=req.page_id, version=done.version, txn_id=txn or 0)
+def _committed(req: WriteRequest, done: Committed) -> WriteResult:
+    return WriteResult(status="committed", page_id=req.page_id, version=done.version, txn_id=done.entry_txn_id or 0)
 
 
 async def _commit_unread(rt: Runtime, state: SessionState, req: WriteRequest, ns: str) -> WriteResult | None:
@@ -181,60 +274,84 @@ async def _commit_unread(rt: Runtime, state: SessionState, req: WriteRequest, ns
     if done is None:
         return None
     install(state, ns, page)
-    return _committed(req, done, None)
+    return _committed(req, done)
 
 
 async def flush(rt: Runtime, state: SessionState) -> tuple[int, int]:
-    """Commit every staged page in one transaction; a page changed underneath is rejected, not overwritten."""
-    if not state.staged:
-        return 0, 0
-    # Another process (a harness hook running `clawvm-mcp lifecycle`, a second server) may have settled some of our
-    # staged rows already; those are done, and re-committing them would look like a conflict.
-    still_pending = {e.txn_id for e in await rt.store.pending(state.session_id)}
-    for page_id in sorted(state.staged):
-        state.staged[page_id] = [t for t in state.staged[page_id] if t in still_pending]
-        if not state.staged[page_id]:
-            del state.staged[page_id]
-            state.staged_base.pop(page_id, None)
-            await refresh_page(rt, state, state.namespace[page_id], page_id)
-    writes = []
-    for page_id in sorted(state.staged):
-        if page_id not in state.pages:
-            continue
-        base = state.staged_base[page_id]
-        page = replace(state.pages[page_id], dirty=False, version=base + 1)
-        writes.append(PageCommit(state.namespace[page_id], page, base, tuple(state.staged[page_id])))
-    committed, conflicts = await rt.store.commit(writes)
-    conflicted = {c.page_id for c in conflicts}
-    for w in writes:
-        if w.page.page_id in conflicted:
-            await refresh_page(rt, state, w.namespace, w.page.page_id)
-        else:
-            install(state, w.namespace, w.page)
-    rejected = sum(len(state.staged[page_id]) for page_id in conflicted)
-    state.staged.clear()
-    state.staged_base.clear()
-    return sum(len(c.txn_ids) for c in committed), rejected
+    """Settle every staged row of the session, whoever staged it: replayed on each page's newest version, committed
+    as one version per page in one transaction, or refused with reasons (a staged set/delete whose base moved).
+    A staged row belongs to its session, not to a process: a row some other process settled meanwhile makes the
+    commit a conflict and the flush reads again, so each row is settled exactly once. Returns (committed, refused)
+    row counts; a store that stays busy past the bounded wait raises StoreBusy with every row still staged."""
+    deadline = time.monotonic() + rt.config.store_timeout
+    committed_rows = refused_rows = 0
+    while True:
+        groups: dict[tuple[str, str], list[JournalEntry]] = {}
+        for entry in await rt.store.pending(state.session_id):
+            groups.setdefault((entry.namespace, entry.page_id), []).append(entry)
+        plans = [
+            _cached_plan(state, ns, pid, rows) or plan_page(rt, state, ns, pid, await rt.store.get_page(ns, pid), rows)
+            for (ns, pid), rows in sorted(groups.items())
+        ]
+        writes = [
+            PageCommit(p.namespace, replace(p.page, dirty=False, version=p.version + 1), p.version, p.applied)
+            for p in plans
+            if p.applied and p.page is not None
+        ]
+        rejections = [
+            Rejection(p.namespace, p.page_id, p.version, tuple(t for t, _ in p.refused), _reasons(p))
+            for p in plans
+            if p.refused
+        ]
+        done, conflicts = await rt.store.commit(writes, rejections) if plans else ([], [])
+        moved = {c.page_id for c in conflicts}
+        committed_rows += sum(len(d.txn_ids) for d in done)
+        refused_rows += sum(len(r.txn_ids) for r in rejections if r.page_id not in moved)
+        for w in writes:
+            if w.page.page_id not in moved:
+                state.staged.pop(w.page.page_id, None)
+                state.staged_base.pop(w.page.page_id, None)
+                install(state, w.namespace, w.page)
+        for plan in plans:
+            if plan.page_id not in moved and not plan.applied:
+                show_plan(state, plan)
+        if not conflicts:
+            break
+        if time.monotonic() > deadline:
+            raise StoreBusy("staged rows kept moving under the flush; they stay staged for the next boundary")
+        for plan in plans:
+            if plan.page_id in moved:  # rebuilt from the store before the next round, never retried as it was
+                await reload_page(rt, state, plan.namespace, plan.page_id)
+    for page_id in sorted(set(state.staged) - {pid for _, pid in groups}):  # settled elsewhere before we looked
+        await reload_page(rt, state, state.namespace[page_id], page_id)
+    return committed_rows, refused_rows
+
+
+def _cached_plan(state: SessionState, ns: str, page_id: str, rows: list[JournalEntry]) -> PagePlan | None:
+    """The cache's staged view, when it was built from exactly these rows on the version still committed: no need
+    to replay them (one process, nothing moved: the common case). The commit's version check catches the rest."""
+    page = state.pages.get(page_id)
+    txns = tuple(r.txn_id for r in rows)
+    if page is None or not page.dirty or tuple(state.staged.get(page_id, ())) != txns:
+        return None
+    return PagePlan(ns, page_id, state.staged_base[page_id], page, txns, ())
+
+
+def _reasons(plan: PagePlan) -> tuple[dict[str, str], ...]:
+    """One reason list for a page's refused rows (the journal keeps it on each of them)."""
+    seen: dict[tuple[str, str], dict[str, str]] = {}
+    for _, reasons in plan.refused:
+        for r in reasons:
+            seen.setdefault((r["code"], r["detail"]), r)
+    return tuple(seen.values())
 
 
 async def settle_pending(rt: Runtime, state: SessionState) -> tuple[int, int]:
-    """Staged rows left by a crash are re-validated and committed (or rejected with reasons), never dropped."""
-    pending = await rt.store.pending(state.session_id)
-    if not pending:
-        return 0, 0
-    # Re-stage the rows as they were staged (same base versions), then commit them the way a boundary flush would
-    # have: one version per page. Replaying them one commit each would make a staged ``set`` that followed a staged
-    # ``append`` stale, turning a write the crash interrupted into a rejection.
-    rejected = 0
-    for entry in pending:
-        req = replace(WriteRequest.from_json(entry.request), commit="boundary")
-        result = await write(rt, state, req, settles=entry.txn_id)
-        if result.status == "rejected":
-            rejected += 1
-    committed, conflicts = await flush(rt, state)
-    rejected += conflicts
-    log.info("session %s: settled %d staged rows (%d rejected)", state.session_id, committed, rejected)
-    return committed, rejected
+    """Staged rows a crash (or another process) left are settled the way a boundary would: none is dropped."""
+    committed, refused = await flush(rt, state)
+    if committed or refused:
+        log.info("session %s: settled %d staged rows (%d rejected)", state.session_id, committed, refused)
+    return committed, refused
 
 
 async def ingest_bootstrap(rt: Runtime, state: SessionState, page: PageInput) -> WriteResult:

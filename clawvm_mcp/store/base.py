@@ -17,6 +17,15 @@ class StoreError(ClawVMError):
     """The backend failed (I/O, corruption, lock timeout): callers report backend_error, never an empty result."""
 
 
+class StoreBusy(StoreError):
+    """The store could not take its write lock within the bounded wait: nothing changed, and a retry may succeed."""
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot take writes at all (disk full, read-only, its file deleted or replaced): say so, write
+    nothing, and do not pretend a retry in a moment would help."""
+
+
 @dataclass(slots=True)
 class SessionRecord:
     session_id: str
@@ -25,7 +34,27 @@ class SessionRecord:
     budget: int
     turn: int = 0
     ended: bool = False
-    state: dict[str, Any] = field(default_factory=lambda: {})  # engine-owned JSON: recency, counters, flags
+    state: dict[str, Any] = field(default_factory=lambda: {})  # engine-owned JSON: recency, flags
+    counters: SessionCounters = field(default_factory=lambda: SessionCounters())
+    seq: int = 0  # the change sequence when anything of this session (row, journal, tool calls, faults) last moved
+
+
+@dataclass(frozen=True, slots=True)
+class SessionCounters:
+    """Per-session tallies every process adds to (never overwrites): a save carries the increments since the last."""
+
+    hits: int = 0
+    duplicate_signature: int = 0
+    physical_insufficiency: int = 0
+    boundaries: int = 0  # compactions, resets and session ends so far: a process sees another's boundary by it
+
+    def plus(self, other: SessionCounters) -> SessionCounters:
+        return SessionCounters(
+            self.hits + other.hits,
+            self.duplicate_signature + other.duplicate_signature,
+            self.physical_insufficiency + other.physical_insufficiency,
+            self.boundaries + other.boundaries,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +117,17 @@ class SearchHit:
 
 
 @dataclass(frozen=True, slots=True)
+class Rejection:
+    """Staged rows of one page refused at a boundary, checked against the page version they were replayed on."""
+
+    namespace: str
+    page_id: str
+    expected_version: int
+    txn_ids: tuple[int, ...]
+    reasons: tuple[dict[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Conflict:
     page_id: str
     current_version: int
@@ -97,14 +137,43 @@ class Conflict:
 class Store(Protocol):
     async def close(self) -> None: ...
     async def get_session(self, session_id: str) -> SessionRecord | None: ...
-    async def put_session(self, record: SessionRecord) -> None: ...
+    async def claim_session(
+        self, session_id: str, principal: str, project_id: str, budget: int | None
+    ) -> tuple[SessionRecord, bool] | None:
+        """Create the session for ``principal``, or resume it (``ended`` cleared, ``budget`` set when given) if
+        ``principal`` owns it and ``project_id`` is "default" or its project: one conditional statement each, so two
+        callers can never both own one id. Returns (record, created), or None when it is not this caller's."""
+        ...
+
+    async def save_session(self, record: SessionRecord, added: SessionCounters) -> SessionRecord:
+        """Write the engine's view of the session; the turn never goes back and ``added`` is added to the stored
+        counters, so processes sharing a session lose none of each other's counts. Returns the stored record."""
+        ...
+
+    async def data_version(self) -> int:
+        """Changes when another connection (another process) committed anything since the last call; checks first
+        that the database file is still the one opened."""
+        ...
+
+    async def change_seq(self) -> int:
+        """The store's change sequence: it grows with every committed change of pages, sessions and tool calls."""
+        ...
+
+    async def pages_since(self, namespaces: list[str], seq: int) -> list[tuple[str, Page]]:
+        """Pages of ``namespaces`` changed after ``seq`` (tombstones included), to refresh a cache."""
+        ...
+
     async def load_pages(self, namespaces: list[str]) -> list[tuple[str, Page]]: ...
     async def get_page(self, namespace: str, page_id: str) -> Page | None: ...
     async def count_pages(self, namespace: str) -> int: ...
     async def stage(self, entry: JournalEntry) -> int: ...
-    async def commit(self, writes: list[PageCommit]) -> tuple[list[Committed], list[Conflict]]:
-        """Commit each page that is still at its ``expected_version``; a page that moved is a ``Conflict``: its
-        rows are marked rejected and its ``new_entry`` is written rejected, in the same transaction."""
+    async def commit(
+        self, writes: list[PageCommit], rejections: list[Rejection] = ()  # type: ignore[assignment]
+    ) -> tuple[list[Committed], list[Conflict]]:
+        """In one transaction: commit each page that is still at its ``expected_version`` and whose ``txn_ids`` are
+        all still pending (settled exactly once, whoever gets there), and mark each rejection's rows rejected if the
+        page is still at its version. Anything else is a ``Conflict`` and changes nothing: the caller re-reads
+        and tries again."""
         ...
 
     async def try_commit(self, write: PageCommit) -> Committed | None:

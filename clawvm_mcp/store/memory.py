@@ -19,10 +19,11 @@ from .base import (
     JournalEntry,
     JournalStatus,
     PageCommit,
+    Rejection,
     SearchHit,
+    SessionCounters,
     SessionRecord,
     ToolCall,
-    conflict_reasons,
     page_from_json,
     page_to_json,
 )
@@ -30,42 +31,67 @@ from .base import (
 
 class MemoryStore:
     def __init__(self) -> None:
-        self._sessions: dict[str, str] = {}
+        self._sessions: dict[str, SessionRecord] = {}
+        self._seq = 0  # the change sequence
+        self._page_seq: dict[tuple[str, str], int] = {}
         self._pages: dict[tuple[str, str], tuple[Page, str]] = {}  # (ns, id) -> (page for version checks, body)
         self._journal: dict[int, JournalEntry] = {}
         self._calls: dict[tuple[str, str], ToolCall] = {}
         self._faults: dict[str, list[FaultEvent]] = {}
+        self._open_rows: dict[str, dict[int, None]] = {}  # session -> txn ids of its staged rows
 
     async def close(self) -> None:
         return None
 
     async def get_session(self, session_id: str) -> SessionRecord | None:
-        raw = self._sessions.get(session_id)
-        if raw is None:
-            return None
-        data = json.loads(raw)
-        return SessionRecord(
-            data["session_id"],
-            data["principal"],
-            data["project_id"],
-            data["budget"],
-            data["turn"],
-            data["ended"],
-            data["state"],
-        )
+        record = self._sessions.get(session_id)
+        return None if record is None else _copy(record)
 
-    async def put_session(self, record: SessionRecord) -> None:
-        self._sessions[record.session_id] = dumps(
-            {
-                "session_id": record.session_id,
-                "principal": record.principal,
-                "project_id": record.project_id,
-                "budget": record.budget,
-                "turn": record.turn,
-                "ended": record.ended,
-                "state": record.state,
-            }
-        )
+    async def claim_session(
+        self, session_id: str, principal: str, project_id: str, budget: int | None
+    ) -> tuple[SessionRecord, bool] | None:
+        record = self._sessions.get(session_id)
+        if record is None:
+            self._sessions[session_id] = SessionRecord(session_id, principal, project_id, budget or 4000)
+            self._tick(session_id)
+            return _copy(self._sessions[session_id]), True
+        if record.principal != principal or project_id not in ("default", record.project_id):
+            return None
+        record.ended = False
+        record.budget = record.budget if budget is None else budget
+        self._tick(session_id)
+        return _copy(record), False
+
+    async def save_session(self, record: SessionRecord, added: SessionCounters) -> SessionRecord:
+        stored = self._sessions[record.session_id]
+        stored.budget, stored.ended = record.budget, record.ended
+        stored.turn = max(stored.turn, record.turn)
+        stored.state = json.loads(dumps(record.state))
+        stored.counters = stored.counters.plus(added)
+        self._tick(record.session_id)
+        return _copy(stored)
+
+    async def data_version(self) -> int:
+        return 0  # one process, one connection: nothing else can change this store
+
+    async def change_seq(self) -> int:
+        return self._seq
+
+    async def pages_since(self, namespaces: list[str], seq: int) -> list[tuple[str, Page]]:
+        changed = [(self._page_seq[key], key) for key in self._pages if key[0] in namespaces]
+        return [
+            (ns, page_from_json(json.loads(self._pages[(ns, pid)][1])))
+            for at, (ns, pid) in sorted(changed)
+            if at > seq
+        ]
+
+    def _tick(self, session_id: str | None = None) -> int:
+        """Move the change sequence; a session's own changes move its record's ``seq`` too."""
+        self._seq += 1
+        record = self._sessions.get(session_id) if session_id is not None else None
+        if record is not None:
+            record.seq = self._seq
+        return self._seq
 
     async def load_pages(self, namespaces: list[str]) -> list[tuple[str, Page]]:
         return [
@@ -83,46 +109,52 @@ class MemoryStore:
 
     def _insert(self, entry: JournalEntry) -> int:
         txn_id = len(self._journal) + 1
-        self._journal[txn_id] = replace(entry, txn_id=txn_id, request=json.loads(dumps(entry.request)))
+        self._set(replace(entry, txn_id=txn_id, request=json.loads(dumps(entry.request))))
         return txn_id
 
     async def stage(self, entry: JournalEntry) -> int:
         return self._insert(entry)
 
     async def try_commit(self, write: PageCommit) -> Committed | None:
-        key = (write.namespace, write.page.page_id)
-        if (self._pages[key][0].version if key in self._pages else 0) != write.expected_version:
-            return None
-        committed, _ = await self.commit([write])
-        return committed[0]
+        committed, conflicts = await self.commit([write])
+        return None if conflicts else committed[0]
 
-    async def commit(self, writes: list[PageCommit]) -> tuple[list[Committed], list[Conflict]]:
+    def _version(self, namespace: str, page_id: str) -> int:
+        found = self._pages.get((namespace, page_id))
+        return found[0].version if found is not None else 0
+
+    def _open(self, txn_ids: tuple[int, ...]) -> bool:
+        return all(self._journal[t].status in ("staged", "validated") for t in txn_ids)
+
+    async def commit(
+        self, writes: list[PageCommit], rejections: list[Rejection] = ()  # type: ignore[assignment]
+    ) -> tuple[list[Committed], list[Conflict]]:
         conflicts: list[Conflict] = []
         committed: list[Committed] = []
+        for r in rejections:
+            current = self._version(r.namespace, r.page_id)
+            if current != r.expected_version or not self._open(r.txn_ids):
+                conflicts.append(Conflict(r.page_id, current))
+                continue
+            self._mark(list(r.txn_ids), "rejected", list(r.reasons))
         for w in writes:
             key = (w.namespace, w.page.page_id)
-            current = self._pages[key][0].version if key in self._pages else 0
-            txns = list(w.txn_ids)
-            if current != w.expected_version:
-                reasons = conflict_reasons(w.page.page_id, w.expected_version, current)
-                entry_txn = None
-                if w.new_entry is not None:
-                    entry_txn = self._insert(replace(w.new_entry, status="rejected", reasons=reasons))
-                conflicts.append(Conflict(w.page.page_id, current, entry_txn))
-                self._mark(txns, "rejected", reasons)
+            current = self._version(*key)
+            if current != w.expected_version or not self._open(w.txn_ids):
+                conflicts.append(Conflict(w.page.page_id, current))
                 continue
             if w.page.version != w.expected_version + 1:
                 raise ValueError(f"page {w.page.page_id!r} v{w.page.version} cannot follow v{w.expected_version}")
             body = dumps(page_to_json(w.page))
             self._pages[key] = (page_from_json(json.loads(body)), body)
+            self._page_seq[key] = self._tick()
+            txns = list(w.txn_ids)
             entry_txn = None
             if w.new_entry is not None:
                 entry_txn = self._insert(replace(w.new_entry, status="committed", version=w.page.version))
                 txns.append(entry_txn)
             for txn in txns:
-                row = self._journal[txn]
-                if row.status in ("staged", "validated", "committed"):
-                    self._journal[txn] = replace(row, status="committed", version=w.page.version)
+                self._set(replace(self._journal[txn], status="committed", version=w.page.version))
             committed.append(Committed(w.page.page_id, w.page.version, tuple(txns), entry_txn))
         return committed, conflicts
 
@@ -130,17 +162,23 @@ class MemoryStore:
         for txn in txn_ids:
             row = self._journal[txn]
             if row.status in ("staged", "validated"):  # a settled row is history: never rewritten
-                self._journal[txn] = replace(row, status=status, reasons=[dict(r) for r in reasons])
+                self._set(replace(row, status=status, reasons=[dict(r) for r in reasons]))
+
+    def _set(self, row: JournalEntry) -> None:
+        """Store a journal row and keep the per-session index of open (staged) rows in step."""
+        self._journal[row.txn_id] = row
+        open_rows = self._open_rows.setdefault(row.session_id, {})
+        if row.status in ("staged", "validated"):
+            open_rows[row.txn_id] = None
+        else:
+            open_rows.pop(row.txn_id, None)
+        self._tick(row.session_id)
 
     async def mark(self, txn_ids: list[int], status: JournalStatus, reasons: list[dict[str, str]]) -> None:
         self._mark(txn_ids, status, reasons)
 
     async def pending(self, session_id: str) -> list[JournalEntry]:
-        return [
-            replace(e)
-            for _, e in sorted(self._journal.items())
-            if e.session_id == session_id and e.status in ("staged", "validated")
-        ]
+        return [replace(self._journal[t]) for t in sorted(self._open_rows.get(session_id, {}))]
 
     async def journal(self, session_id: str, limit: int) -> list[JournalEntry]:
         rows = [replace(e) for _, e in sorted(self._journal.items()) if e.session_id == session_id]
@@ -157,6 +195,7 @@ class MemoryStore:
         key = (call.session_id, call.call_id)
         earlier = self._calls.get(key)
         self._calls[key] = call if earlier is None else replace(earlier, has_result=call.has_result)
+        self._tick(call.session_id)
 
     async def tool_calls(self, session_id: str) -> list[ToolCall]:
         calls = [c for (sid, _), c in self._calls.items() if sid == session_id]
@@ -164,6 +203,8 @@ class MemoryStore:
 
     async def add_faults(self, session_id: str, events: list[FaultEvent]) -> None:
         self._faults.setdefault(session_id, []).extend(events)
+        if events:
+            self._tick(session_id)
 
     async def faults(self, session_id: str) -> list[FaultEvent]:
         return list(self._faults.get(session_id, []))
@@ -201,5 +242,10 @@ class MemoryStore:
         ]
 
     async def live_sessions(self, principal: str, prefix: str, limit: int) -> list[str]:
-        rows = ((sid, json.loads(raw)) for sid, raw in sorted(self._sessions.items()) if sid.startswith(prefix))
-        return [sid for sid, data in rows if data["principal"] == principal and not data["ended"]][:limit]
+        rows = sorted(self._sessions.items())
+        return [sid for sid, r in rows if sid.startswith(prefix) and r.principal == principal and not r.ended][:limit]
+
+
+def _copy(record: SessionRecord) -> SessionRecord:
+    """A record as a fresh object, as SQLite would hand back: the engine never shares one with the store."""
+    return replace(record, state=json.loads(dumps(record.state)))

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
+import os
 import sqlite3
-from collections.abc import AsyncGenerator, Iterable
+import stat
+from collections.abc import AsyncGenerator, Callable, Coroutine, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import aiosqlite
+import anyio
 
 from ..canonical import dumps
 from ..faults import FaultEvent
@@ -23,11 +27,14 @@ from .base import (
     JournalEntry,
     JournalStatus,
     PageCommit,
+    Rejection,
     SearchHit,
+    SessionCounters,
     SessionRecord,
+    StoreBusy,
     StoreError,
+    StoreUnavailable,
     ToolCall,
-    conflict_reasons,
     page_from_json,
     page_to_json,
 )
@@ -35,8 +42,9 @@ from .search import WEIGHTS, columns, decode, encode, match_expression, matched,
 
 log = logging.getLogger(__name__)
 APPLICATION_ID = 0x436C5756  # "ClWV": tells our files from any other SQLite database
-BUSY_TIMEOUT_MS = 10_000
-LOCK_RETRIES = 50
+DEFAULT_TIMEOUT = 5.0  # seconds a write waits for the file's write lock before it answers STORE_BUSY
+P = ParamSpec("P")
+R = TypeVar("R")
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: initial schema
@@ -108,6 +116,69 @@ MIGRATIONS: tuple[str, ...] = (
         ns, page_id, title, fields, content, tokenize = 'unicode61 remove_diacritics 0'
     );
     """,
+    # 3: one truth across processes (DESIGN section 9). ``clock`` is the change sequence: every change of a page,
+    # session, tool call, journal row or fault moves it, and pages/sessions/tool_calls carry the value they were
+    # last changed at, so a cache refreshes only what moved. Session counters become columns that every process
+    # adds to instead of overwriting.
+    """
+    CREATE TABLE clock (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL);
+    INSERT INTO clock VALUES (1, 0);
+    ALTER TABLE pages ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX pages_seq ON pages(seq);
+    ALTER TABLE sessions ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE sessions ADD COLUMN hits INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE sessions ADD COLUMN duplicate_signature INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE sessions ADD COLUMN physical_insufficiency INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE sessions ADD COLUMN boundaries INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE tool_calls ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
+    UPDATE sessions SET
+        hits = coalesce(json_extract(state, '$.counters.hits'), 0),
+        duplicate_signature = coalesce(json_extract(state, '$.counters.duplicate_signature'), 0),
+        physical_insufficiency = coalesce(json_extract(state, '$.counters.physical_insufficiency'), 0);
+    CREATE TRIGGER pages_seq_insert AFTER INSERT ON pages BEGIN
+        UPDATE clock SET seq = seq + 1;
+        UPDATE pages SET seq = (SELECT seq FROM clock) WHERE namespace = NEW.namespace AND page_id = NEW.page_id;
+    END;
+    CREATE TRIGGER pages_seq_update AFTER UPDATE OF version, deleted, body ON pages BEGIN
+        UPDATE clock SET seq = seq + 1;
+        UPDATE pages SET seq = (SELECT seq FROM clock) WHERE namespace = NEW.namespace AND page_id = NEW.page_id;
+    END;
+    CREATE TRIGGER sessions_seq_insert AFTER INSERT ON sessions BEGIN
+        UPDATE clock SET seq = seq + 1;
+        UPDATE sessions SET seq = (SELECT seq FROM clock) WHERE session_id = NEW.session_id;
+    END;
+    CREATE TRIGGER sessions_seq_update AFTER UPDATE OF budget, turn, ended, state, hits, duplicate_signature,
+        physical_insufficiency, boundaries ON sessions BEGIN
+        UPDATE clock SET seq = seq + 1;
+        UPDATE sessions SET seq = (SELECT seq FROM clock) WHERE session_id = NEW.session_id;
+    END;
+    CREATE TRIGGER tool_calls_seq_insert AFTER INSERT ON tool_calls BEGIN
+        UPDATE clock SET seq = seq + 1;
+        UPDATE tool_calls SET seq = (SELECT seq FROM clock)
+        WHERE session_id = NEW.session_id AND call_id = NEW.call_id;
+        UPDATE sessions SET seq = (SELECT seq FROM clock) WHERE session_id = NEW.session_id;
+    END;
+    CREATE TRIGGER tool_calls_seq_update AFTER UPDATE OF has_result ON tool_calls BEGIN
+        UPDATE clock SET seq = seq + 1;
+        UPDATE tool_calls SET seq = (SELECT seq FROM clock)
+        WHERE session_id = NEW.session_id AND call_id = NEW.call_id;
+        UPDATE sessions SET seq = (SELECT seq FROM clock) WHERE session_id = NEW.session_id;
+    END;
+    -- a session's journal rows, tool calls and faults move its own seq too: one look at the row tells a cache
+    -- whether anything of the session changed
+    CREATE TRIGGER journal_seq_insert AFTER INSERT ON journal BEGIN
+        UPDATE clock SET seq = seq + 1;
+        UPDATE sessions SET seq = (SELECT seq FROM clock) WHERE session_id = NEW.session_id;
+    END;
+    CREATE TRIGGER journal_seq_update AFTER UPDATE OF status ON journal BEGIN
+        UPDATE clock SET seq = seq + 1;
+        UPDATE sessions SET seq = (SELECT seq FROM clock) WHERE session_id = NEW.session_id;
+    END;
+    CREATE TRIGGER faults_seq_insert AFTER INSERT ON faults BEGIN
+        UPDATE clock SET seq = seq + 1;
+        UPDATE sessions SET seq = (SELECT seq FROM clock) WHERE session_id = NEW.session_id;
+    END;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 SEARCH_SCHEMA = 2  # the migration that built the recall index
@@ -141,6 +212,8 @@ COMMIT_VIEW = (
         FROM page_docs WHERE namespace = NEW.namespace AND page_id = NEW.page_id AND NEW.deleted = 0;
         UPDATE journal SET status = 'committed', version = NEW.version
         WHERE txn_id IN (SELECT value FROM json_each(NEW.settles)) AND status IN ('staged', 'validated');
+        -- exactly once: a row another process settled meanwhile makes this commit stale, never a second version
+        SELECT RAISE(ABORT, 'clawvm: stale version') WHERE changes() != json_array_length(NEW.settles);
         INSERT INTO journal(session_id, namespace, page_id, op, status, commit_mode, request, reasons, version, turn)
         SELECT NEW.session_id, NEW.entry_namespace, NEW.entry_page_id, NEW.op, 'committed', NEW.commit_mode,
             NEW.request, NEW.reasons, NEW.version, NEW.turn
@@ -165,6 +238,21 @@ SEARCH_SQL = (
 )
 
 
+def _session(row: sqlite3.Row) -> SessionRecord:
+    counters = SessionCounters(row["hits"], row["duplicate_signature"], row["physical_insufficiency"], row["boundaries"])
+    return SessionRecord(
+        row["session_id"],
+        row["principal"],
+        row["project_id"],
+        row["budget"],
+        row["turn"],
+        bool(row["ended"]),
+        json.loads(row["state"]),
+        counters,
+        row["seq"],
+    )
+
+
 def _entry(row: sqlite3.Row) -> JournalEntry:
     return JournalEntry(
         session_id=row["session_id"],
@@ -181,38 +269,118 @@ def _entry(row: sqlite3.Row) -> JournalEntry:
     )
 
 
+def classify(exc: sqlite3.Error, path: str) -> StoreError:
+    """A SQLite failure named for what it is: busy (retryable), disk full, read-only, I/O, or other."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    primary = code & 0xFF if isinstance(code, int) else None
+    if primary in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) or "locked" in str(exc):
+        return StoreBusy(f"the database {path} stayed locked by another writer: {exc}")
+    if primary == sqlite3.SQLITE_FULL:
+        return StoreUnavailable(f"disk full: the database {path} cannot grow ({exc}); free space, then retry")
+    if primary == sqlite3.SQLITE_READONLY:
+        return StoreUnavailable(f"the database {path} is read-only ({exc}); nothing can be written to it")
+    if primary in (sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CANTOPEN):
+        return StoreUnavailable(f"I/O error on the database {path}: {exc}")
+    return StoreError(f"the database {path} failed: {exc}")
+
+
+def _translated(method: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[Any, Any, R]]:
+    """Every public store call answers a SQLite failure as a named StoreError, never as a bare sqlite3 error."""
+
+    @functools.wraps(method)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await method(*args, **kwargs)
+        except sqlite3.Error as exc:
+            store = args[0]
+            raise classify(exc, getattr(store, "path", "?")) from exc
+
+    return wrapper
+
+
+def _create_private(path: Path) -> None:
+    """A new database file is the owner's alone (0600, in a 0700 folder when we create the folder); SQLite gives
+    its -wal and -shm files the database file's mode. An existing file is left as it is, with a warning if others
+    can read it."""
+    if not path.parent.exists():
+        path.parent.mkdir(parents=True, mode=0o700)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if mode & 0o077:
+            log.warning("%s is readable by other users (mode %o); chmod 600 it to keep memory private", path, mode)
+    else:
+        os.close(fd)
+
+
 class SQLiteStore:
     """One aiosqlite connection per process; SQLite's file locks arbitrate between processes."""
 
-    def __init__(self, conn: aiosqlite.Connection, path: str) -> None:
+    def __init__(self, conn: aiosqlite.Connection, path: str, timeout: float = DEFAULT_TIMEOUT) -> None:
         self._conn = conn
         self.path = path
+        self.timeout = timeout
         self._write_lock = asyncio.Lock()
+        self._identity: tuple[int, int] | None = None  # (device, inode) of the file opened
 
     @classmethod
-    async def open(cls, path: str | Path) -> SQLiteStore:
+    async def open(cls, path: str | Path, timeout: float = DEFAULT_TIMEOUT) -> SQLiteStore:
+        """Open (creating when new) the database at ``path``; ``timeout`` bounds every wait for the write lock."""
         target = str(path)
         if target != ":memory:":
-            if Path(target).is_dir():
+            file = Path(target)
+            if file.is_dir():
                 raise StoreError(f"{target} is a directory; give the path of a database file")
-            Path(target).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                _create_private(file)
+            except OSError as exc:
+                raise StoreUnavailable(f"cannot create the database {target}: {exc.strerror or exc}") from exc
+            if not os.access(file, os.W_OK) or not os.access(file.parent, os.W_OK | os.X_OK):
+                raise StoreUnavailable(
+                    f"the database {target} is read-only for this user (the file or its folder is not writable); "
+                    "clawvm-mcp needs to write it"
+                )
         try:
             conn = await aiosqlite.connect(target, isolation_level=None)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open database {target}: {exc}") from exc
         conn.row_factory = sqlite3.Row
-        store = cls(conn, target)
+        store = cls(conn, target, timeout)
         try:
             await store._prepare()
+        except sqlite3.Error as exc:
+            await conn.close()
+            raise classify(exc, target) from exc
         except BaseException:
             await conn.close()
             raise
+        if target != ":memory:":
+            info = os.stat(target)
+            store._identity = (info.st_dev, info.st_ino)
         return store
+
+    def _check_file(self) -> None:
+        """A database file deleted or replaced under us would take every later write with it: refuse instead."""
+        if self._identity is None:
+            return
+        try:
+            info = os.stat(self.path)
+        except FileNotFoundError:
+            raise StoreUnavailable(
+                f"the database file {self.path} was deleted while in use; nothing more is written to it. "
+                "Restart clawvm-mcp to open a new database"
+            ) from None
+        if (info.st_dev, info.st_ino) != self._identity:
+            raise StoreUnavailable(
+                f"the database file {self.path} was replaced while in use; nothing more is written to the old one. "
+                "Restart clawvm-mcp to open the new file"
+            )
 
     async def _prepare(self) -> None:
         c = self._conn
         try:
-            await c.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            await c.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
             app_id = await self._scalar("PRAGMA application_id")
             version = await self._scalar("PRAGMA user_version")
             tables = await self._scalar("SELECT count(*) FROM sqlite_master")
@@ -243,6 +411,9 @@ class SQLiteStore:
             log.info("migrated %s to schema v%d", self.path, number)
         for statement in COMMIT_VIEW:
             await c.execute(statement)
+        if self.path != ":memory:":  # a file we can open but not write (read-only mount, foreign owner): say so now
+            async with self._transaction():
+                await c.execute("UPDATE clock SET seq = seq WHERE id = 1")
 
     async def _index_pages(self) -> None:
         """The recall index for pages written before it existed, inside the migration's transaction: each page's
@@ -288,67 +459,116 @@ class SQLiteStore:
 
     async def _write(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         """One statement that takes the write lock when it starts (BEGIN IMMEDIATE, or a write in autocommit), in one
-        trip. A busy file fails it before it changed anything: retried here, never shown to the model."""
-        for attempt in range(LOCK_RETRIES):
-            try:
-                return list(await self._conn.execute_fetchall(sql, params))
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) and "busy" not in str(exc) or attempt == LOCK_RETRIES - 1:
-                    raise StoreError(f"database busy: {exc}") from exc
-                await asyncio.sleep(0.01 * (attempt + 1))
-        raise AssertionError("unreachable")
+        trip. SQLite's busy handler waits up to ``timeout`` for another writer; then the statement fails having
+        changed nothing (StoreBusy). Shielded: a caller cancelled mid-statement must not leave it half-known."""
+        self._check_file()
+        await self._settle_connection()
+        with anyio.CancelScope(shield=True):
+            rows = list(await self._conn.execute_fetchall(sql, params))
+        return rows
+
+    async def _settle_connection(self) -> None:
+        """Outside any transaction before a new one: a transaction an earlier failure left open is rolled back."""
+        if self._conn.in_transaction:
+            log.warning("%s: rolling back a transaction an earlier call left open", self.path)
+            with anyio.CancelScope(shield=True):
+                await self._conn.execute("ROLLBACK")
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncGenerator[aiosqlite.Connection, None]:
-        """BEGIN IMMEDIATE takes the write lock up front; a busy file is retried here, never shown to the model."""
+        """BEGIN IMMEDIATE takes the write lock up front (waiting at most ``timeout``). BEGIN, COMMIT and ROLLBACK
+        are shielded from cancellation, so a caller that gives up never leaves the connection inside a transaction;
+        a ROLLBACK that fails too is logged and the original error is the one raised."""
         async with self._write_lock:
             await self._write("BEGIN IMMEDIATE")
             try:
                 yield self._conn
-            except BaseException:
-                await self._conn.execute("ROLLBACK")
+            except BaseException as exc:
+                with anyio.CancelScope(shield=True):
+                    try:
+                        await self._conn.execute("ROLLBACK")
+                    except sqlite3.Error as rollback:
+                        log.error("%s: ROLLBACK failed after %r: %s", self.path, exc, rollback)
+                        exc.add_note(f"(the ROLLBACK that followed failed too: {rollback})")
                 raise
             else:
-                await self._conn.execute("COMMIT")
+                with anyio.CancelScope(shield=True):
+                    await self._conn.execute("COMMIT")
 
     async def close(self) -> None:
         await self._conn.close()
 
+    @_translated
     async def synchronous(self) -> int:
         """The connection's ``PRAGMA synchronous`` (2 = FULL): what a durability claim or a benchmark reports."""
         return await self._scalar("PRAGMA synchronous")
 
+    @_translated
     async def get_session(self, session_id: str) -> SessionRecord | None:
         row = await self._one("SELECT * FROM sessions WHERE session_id = ?", (session_id,))
-        if row is None:
-            return None
-        return SessionRecord(
-            row["session_id"],
-            row["principal"],
-            row["project_id"],
-            row["budget"],
-            row["turn"],
-            bool(row["ended"]),
-            json.loads(row["state"]),
-        )
+        return None if row is None else _session(row)
 
-    async def put_session(self, record: SessionRecord) -> None:
-        async with self._transaction() as c:
-            await c.execute(
-                "INSERT INTO sessions(session_id, principal, project_id, budget, turn, ended, state)"
-                " VALUES (?,?,?,?,?,?,?) ON CONFLICT(session_id) DO UPDATE SET budget=excluded.budget,"
-                " turn=excluded.turn, ended=excluded.ended, state=excluded.state",
+    @_translated
+    async def claim_session(
+        self, session_id: str, principal: str, project_id: str, budget: int | None
+    ) -> tuple[SessionRecord, bool] | None:
+        async with self._write_lock:
+            rows = await self._write(
+                "INSERT INTO sessions(session_id, principal, project_id, budget) VALUES (?,?,?,?)"
+                " ON CONFLICT(session_id) DO NOTHING RETURNING *",
+                (session_id, principal, project_id, budget or 4000),
+            )
+            if rows:
+                return _session(rows[0]), True
+            rows = await self._write(
+                "UPDATE sessions SET ended = 0, budget = coalesce(?, budget)"
+                " WHERE session_id = ? AND principal = ? AND (? = 'default' OR project_id = ?) RETURNING *",
+                (budget, session_id, principal, project_id, project_id),
+            )
+        return (_session(rows[0]), False) if rows else None
+
+    @_translated
+    async def save_session(self, record: SessionRecord, added: SessionCounters) -> SessionRecord:
+        async with self._write_lock:
+            rows = await self._write(
+                "UPDATE sessions SET budget = ?, turn = max(turn, ?), ended = ?, state = ?, hits = hits + ?,"
+                " duplicate_signature = duplicate_signature + ?, physical_insufficiency = physical_insufficiency + ?,"
+                " boundaries = boundaries + ? WHERE session_id = ? RETURNING *",
                 (
-                    record.session_id,
-                    record.principal,
-                    record.project_id,
                     record.budget,
                     record.turn,
                     int(record.ended),
                     dumps(record.state),
+                    added.hits,
+                    added.duplicate_signature,
+                    added.physical_insufficiency,
+                    added.boundaries,
+                    record.session_id,
                 ),
             )
+        if not rows:
+            raise StoreError(f"session {record.session_id!r} is not in the database {self.path}")
+        return _session(rows[0])
 
+    @_translated
+    async def data_version(self) -> int:
+        self._check_file()
+        return await self._scalar("PRAGMA data_version")
+
+    @_translated
+    async def change_seq(self) -> int:
+        return await self._scalar("SELECT seq FROM clock WHERE id = 1")
+
+    @_translated
+    async def pages_since(self, namespaces: list[str], seq: int) -> list[tuple[str, Page]]:
+        marks = ",".join("?" * len(namespaces))
+        rows = await self._conn.execute_fetchall(
+            f"SELECT namespace, body FROM pages WHERE seq > ? AND namespace IN ({marks}) ORDER BY seq",
+            (seq, *namespaces),
+        )
+        return [(row[0], page_from_json(json.loads(row[1]))) for row in rows]
+
+    @_translated
     async def load_pages(self, namespaces: list[str]) -> list[tuple[str, Page]]:
         marks = ",".join("?" * len(namespaces))
         async with self._conn.execute(
@@ -356,10 +576,12 @@ class SQLiteStore:
         ) as cur:
             return [(row[0], page_from_json(json.loads(row[1]))) async for row in cur]
 
+    @_translated
     async def get_page(self, namespace: str, page_id: str) -> Page | None:
         row = await self._one("SELECT body FROM pages WHERE namespace = ? AND page_id = ?", (namespace, page_id))
         return None if row is None else page_from_json(json.loads(row[0]))
 
+    @_translated
     async def count_pages(self, namespace: str) -> int:
         return await self._scalar("SELECT count(*) FROM pages WHERE namespace = ? AND deleted = 0", (namespace,))
 
@@ -382,13 +604,16 @@ class SQLiteStore:
         )
         return int(cur.lastrowid or 0)
 
+    @_translated
     async def stage(self, entry: JournalEntry) -> int:
         async with self._transaction() as c:
             return await self._insert_entry(c, entry)
 
+    @_translated
     async def try_commit(self, write: PageCommit) -> Committed | None:
         """page_write commit="now": one autocommit statement, one trip. None if the page is not at
-        ``expected_version`` (the statement left nothing behind) or SQLite lacks RETURNING."""
+        ``expected_version`` or a row it settles is settled already (the statement left nothing behind), or SQLite
+        lacks RETURNING."""
         if not RETURNING:
             return None
         async with self._write_lock:
@@ -400,15 +625,30 @@ class SQLiteStore:
                 return None
         return _settled(write, rows[0][0])
 
-    async def commit(self, writes: list[PageCommit]) -> tuple[list[Committed], list[Conflict]]:
-        if len(writes) == 1:
+    @_translated
+    async def commit(
+        self, writes: list[PageCommit], rejections: list[Rejection] = ()  # type: ignore[assignment]
+    ) -> tuple[list[Committed], list[Conflict]]:
+        if len(writes) == 1 and not rejections:
             done = await self.try_commit(writes[0])
             if done is not None:
                 return [done], []
-            # stale: nothing was written; the transaction below checks again and records the rejection
+            # stale: nothing was written; the transaction below checks again and names the current version
         conflicts: list[Conflict] = []
         committed: list[Committed] = []
         async with self._transaction() as c:  # a boundary flush: every page in one transaction
+            # rejections first: they are checked against the version the page has before this flush commits it
+            for r in rejections:  # under the write lock: what we read here is what the update will see
+                current = await self._version(r.namespace, r.page_id)
+                marks = ",".join("?" * len(r.txn_ids))
+                open_rows = await self._scalar(
+                    f"SELECT count(*) FROM journal WHERE txn_id IN ({marks}) AND status IN ('staged', 'validated')",
+                    r.txn_ids,
+                )
+                if current != r.expected_version or open_rows != len(r.txn_ids):
+                    conflicts.append(Conflict(r.page_id, current))
+                    continue
+                await self._mark(c, list(r.txn_ids), "rejected", list(r.reasons))
             for w in writes:
                 try:
                     rows = list(
@@ -417,21 +657,15 @@ class SQLiteStore:
                 except sqlite3.IntegrityError as exc:
                     if str(exc) != STALE:
                         raise
+                    # ABORT undid only this page's statement; the transaction goes on with the others
+                    conflicts.append(Conflict(w.page.page_id, await self._version(w.namespace, w.page.page_id)))
                 else:
                     last = rows[0][0] if rows else await self._scalar("SELECT max(txn_id) FROM journal")
                     committed.append(_settled(w, last))
-                    continue
-                # ABORT undid only this page's statement; the transaction goes on with the others
-                current = await self._scalar(
-                    "SELECT version FROM pages WHERE namespace = ? AND page_id = ?", (w.namespace, w.page.page_id)
-                )
-                reasons = conflict_reasons(w.page.page_id, w.expected_version, current)
-                entry_txn = None
-                if w.new_entry is not None:
-                    entry_txn = await self._insert_entry(c, replace(w.new_entry, status="rejected", reasons=reasons))
-                conflicts.append(Conflict(w.page.page_id, current, entry_txn))
-                await self._mark(c, list(w.txn_ids), "rejected", reasons)
         return committed, conflicts
+
+    async def _version(self, namespace: str, page_id: str) -> int:
+        return await self._scalar("SELECT version FROM pages WHERE namespace = ? AND page_id = ?", (namespace, page_id))
 
     async def _mark(
         self, c: aiosqlite.Connection, txn_ids: list[int], status: JournalStatus, reasons: list[dict[str, str]]
@@ -443,10 +677,12 @@ class SQLiteStore:
                 (status, dumps(reasons), *txn_ids),
             )
 
+    @_translated
     async def mark(self, txn_ids: list[int], status: JournalStatus, reasons: list[dict[str, str]]) -> None:
         async with self._transaction() as c:
             await self._mark(c, txn_ids, status, reasons)
 
+    @_translated
     async def pending(self, session_id: str) -> list[JournalEntry]:
         async with self._conn.execute(
             "SELECT * FROM journal WHERE session_id = ? AND status IN ('staged','validated') ORDER BY txn_id",
@@ -454,6 +690,7 @@ class SQLiteStore:
         ) as cur:
             return [_entry(row) async for row in cur]
 
+    @_translated
     async def journal(self, session_id: str, limit: int) -> list[JournalEntry]:
         async with self._conn.execute(
             "SELECT * FROM journal WHERE session_id = ? ORDER BY txn_id DESC LIMIT ?", (session_id, limit)
@@ -461,12 +698,14 @@ class SQLiteStore:
             rows = [_entry(row) async for row in cur]
         return rows[::-1]
 
+    @_translated
     async def journal_counts(self, session_id: str) -> dict[str, int]:
         async with self._conn.execute(
             "SELECT status, count(*) FROM journal WHERE session_id = ? GROUP BY status", (session_id,)
         ) as cur:
             return {row[0]: int(row[1]) async for row in cur}
 
+    @_translated
     async def add_tool_call(self, call: ToolCall) -> None:
         async with self._transaction() as c:
             await c.execute(
@@ -484,6 +723,7 @@ class SQLiteStore:
                 ),
             )
 
+    @_translated
     async def tool_calls(self, session_id: str) -> list[ToolCall]:
         async with self._conn.execute(
             "SELECT * FROM tool_calls WHERE session_id = ? ORDER BY turn, call_id", (session_id,)
@@ -502,6 +742,7 @@ class SQLiteStore:
                 async for r in cur
             ]
 
+    @_translated
     async def add_faults(self, session_id: str, events: list[FaultEvent]) -> None:
         if not events:
             return
@@ -511,12 +752,14 @@ class SQLiteStore:
                 [(session_id, e.kind, e.turn, e.subject, e.detail) for e in events],
             )
 
+    @_translated
     async def faults(self, session_id: str) -> list[FaultEvent]:
         async with self._conn.execute(
             "SELECT kind, turn, subject, detail FROM faults WHERE session_id = ? ORDER BY id", (session_id,)
         ) as cur:
             return [FaultEvent(r[0], r[1], r[2], r[3]) async for r in cur]
 
+    @_translated
     async def search(
         self, namespaces: list[str], terms: list[str], page_type: str | None, limit: int
     ) -> list[SearchHit]:
@@ -537,6 +780,7 @@ class SQLiteStore:
             SearchHit(row[0], page_from_json(json.loads(row[1])), float(row[2]), matched(row[3], terms)) for row in rows
         ]
 
+    @_translated
     async def live_sessions(self, principal: str, prefix: str, limit: int) -> list[str]:
         sql = (
             "SELECT session_id FROM sessions WHERE principal = ? AND ended = 0 AND substr(session_id, 1, ?) = ?"
@@ -578,4 +822,16 @@ def _settled(w: PageCommit, last_txn_id: int) -> Committed:
 
 
 def _statements(script: str) -> list[str]:
-    return [s.strip() for s in script.split(";") if s.strip()]
+    """The statements of a migration; a trigger's body has semicolons of its own, so split where SQLite says a
+    statement is complete, not at every semicolon."""
+    out: list[str] = []
+    pending = ""
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                out.append(pending.strip().rstrip(";").strip())
+            pending = ""
+    if pending.strip(" \n;"):
+        out.append(pending.strip().rstrip(";").strip())
+    return out

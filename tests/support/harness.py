@@ -114,15 +114,18 @@ def dump_tables(db: Path, skip_rejected: bool = False) -> dict[str, list[tuple[A
     """Every row of every table, sorted: the store's content independent of page order on disk.
 
     ``skip_rejected`` leaves out journal rows with status ``rejected`` (a rejected write records its reasons
-    there by design; everything else must be untouched).
+    there by design; everything else must be untouched), and with them the change sequence that recording them
+    moved (the ``clock`` table and every ``seq`` column: bookkeeping of when, not content).
     """
     out: dict[str, list[tuple[Any, ...]]] = {}
     with db_conn(db) as conn:
         names = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
         for name in names:
-            if name == "sqlite_sequence":
+            if name == "sqlite_sequence" or (skip_rejected and name == "clock"):
                 continue
-            sql = f'SELECT * FROM "{name}"'
+            columns = [r[1] for r in conn.execute(f'PRAGMA table_info("{name}")')]
+            kept = [c for c in columns if not (skip_rejected and c == "seq")] or ["*"]
+            sql = f'SELECT {", ".join(kept if kept != ["*"] else ["*"])} FROM "{name}"'
             if skip_rejected and name == "journal":
                 sql += " WHERE status != 'rejected'"
             out[name] = sorted((tuple(row) for row in conn.execute(sql)), key=repr)
