@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import logging
-import re
 from typing import Literal
 
-from ..canonical import dumps
 from ..pages import PAGE_ID_RE, TYPE_POLICIES, Fidelity
+from ..store import search
 from .assembly import evicted_unresolvably
 from .results import ListResult, ReadResult, RecallHit, RecallResult
 from .runtime import Runtime
@@ -18,7 +17,6 @@ from .writeback import install
 log = logging.getLogger(__name__)
 
 Backend = Literal["ok", "denied", "error"]
-MAX_QUERY_TERMS = 16
 
 
 async def read(rt: Runtime, state: SessionState, page_id: str, level: Fidelity) -> ReadResult:
@@ -59,16 +57,11 @@ def list_pages(rt: Runtime, state: SessionState, page_type: str | None, scope: s
     return ListResult(outcome="hit", pages=pages)
 
 
-def query_terms(query: str) -> list[str]:
-    """The distinct words of a query, lower-cased, at most MAX_QUERY_TERMS of them."""
-    return list(dict.fromkeys(re.findall(r"[\w./-]+", query.lower())))[:MAX_QUERY_TERMS]
-
-
 async def recall(
     rt: Runtime, state: SessionState, query: str, page_type: str | None, limit: int, backend: Backend
 ) -> RecallResult:
     """``backend`` lets a replay trace say what the retrieval backend did; the server always passes ``ok``."""
-    terms = query_terms(query)
+    terms = search.query_terms(query)  # the index's own tokens: stemmed, identifiers split, stop words dropped
     if not terms:
         raise EngineError("query has no searchable words")
     if backend != "ok":
@@ -80,7 +73,7 @@ async def recall(
         return RecallResult(outcome=outcome, detail=f"the retrieval backend reported {backend}")
     readable = rt.config.can_read_project(state.record.project_id)
     try:
-        found = [h.page for h in await rt.store.search(state.namespaces(readable), terms, page_type, limit)]
+        found = await rt.store.search(state.namespaces(readable), terms, page_type, limit)
         hidden = [] if readable or found else await rt.store.search([state.project_ns], terms, page_type, 1)
     except Exception as exc:  # the backend failed: say so, never an empty list
         log.exception("recall failed for session %s", state.session_id)
@@ -93,15 +86,16 @@ async def recall(
         return RecallResult(outcome="no_match", detail=f"no page matches {query!r}")
     new_faults = []
     hits = []
-    for page in found:
-        matched = sum(t in f"{page.page_id}\n{page.title}\n{page.content}\n{dumps(page.fields)}".lower() for t in terms)
+    for ranked in found:
+        page = ranked.page
         view = state.pages.get(page.page_id, page)
         hits.append(
             RecallHit(
                 page_id=page.page_id,
                 type=page.type,
                 title=page.title,
-                matched_terms=matched,
+                score=round(ranked.score, 6),
+                matched_terms=ranked.matched,
                 pointer=view.text_at(Fidelity.POINTER),
             )
         )

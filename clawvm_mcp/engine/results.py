@@ -75,6 +75,7 @@ class RecallHit(BaseModel):
     page_id: str
     type: str
     title: str
+    score: float  # BM25 (higher is better); results come best first
     matched_terms: int
     pointer: str
 
