@@ -497,6 +497,22 @@ def test_stdout_is_hook_json_or_nothing_even_for_garbage_input(event: str, world
         assert out is None
 
 
+def test_an_event_clawvm_does_not_handle_exits_0_quietly(world: tuple[ClaudeCode, Path]) -> None:
+    cc, _ = world
+    payload = json.dumps({"session_id": "s", "hook_event_name": "SubagentStop", "stop_hook_active": False})
+    done = subprocess.run(
+        [*cc.command, "SubagentStop"],
+        input=payload,
+        capture_output=True,
+        text=True,
+        env=cc.env,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0 and done.stdout == ""  # exit 2 would block the subagent from stopping
+    assert "not a hook clawvm handles" in done.stderr
+
+
 def test_a_database_that_cannot_be_created_is_reported(world: tuple[ClaudeCode, Path], tmp_path: Path) -> None:
     cc, _ = world
     blocker = tmp_path / "not-a-dir"

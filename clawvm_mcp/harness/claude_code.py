@@ -556,9 +556,14 @@ async def run_hook(event: Event, stdin_text: str, options: HookOptions, env: Map
 
 def cmd_hook(args: argparse.Namespace) -> int:
     started = time.perf_counter()
+    stdin_text = sys.stdin.buffer.read().decode("utf-8", errors="replace")
+    if args.event not in EVENTS:
+        print(
+            f"clawvm hook: {args.event!r} is not a hook clawvm handles ({', '.join(EVENTS)}); ignored", file=sys.stderr
+        )
+        return 0
     event: Event = args.event
     options = HookOptions(db=db_path(args), principal=args.principal, config=args.config)
-    stdin_text = sys.stdin.buffer.read().decode("utf-8", errors="replace")
     outcome = anyio.run(run_hook, event, stdin_text, options, dict(os.environ))
     for message in outcome.messages:
         print(f"clawvm hook {event}: {message}", file=sys.stderr)
@@ -581,7 +586,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Read one Claude Code hook payload on stdin and print the hook output Claude Code expects "
         "(valid hook JSON or nothing); diagnostics on stderr; always exits 0.",
     )
-    cc.add_argument("event", choices=EVENTS, help="the hook event this command is registered for")
+    # not argparse choices: an unknown event must not exit 2, which Claude Code takes as "block" for some events
+    cc.add_argument(
+        "event", metavar="EVENT", help=f"the hook event this command is registered for: {', '.join(EVENTS)}"
+    )
     add_db(cc)
     add_principal(cc)
     cc.add_argument(
