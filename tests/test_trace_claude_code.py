@@ -473,7 +473,9 @@ def test_not_utf8_names_the_line(tmp_path: Path) -> None:
 
 async def test_oversized_result_and_lone_surrogate_still_replay() -> None:
     """The engine refuses a result over 64 KiB and text with a lone surrogate; the converter keeps both usable."""
-    big = "x" * (MAX_PAGE_BYTES + 5000)
+    # a long log of short lines (one unbroken 64 KiB word would spend a minute in the engine's path regex)
+    big = "".join(f"line {i}: request served in {i % 97} ms\n" for i in range(MAX_PAGE_BYTES // 30 + 200))
+    assert len(big.encode()) > MAX_PAGE_BYTES
     lines = [
         prompt("read both"),
         *assistant("msg_1", use("toolu_1", "Read", file_path="/big.log"), use("toolu_2", "Read", file_path="/s")),
