@@ -125,6 +125,12 @@ def names_disk_full(text: str) -> bool:
     return bool(DISK_FULL.search(text)) and "busy" not in text.lower()
 
 
+def filler(size: int) -> str:
+    """About ``size`` characters of ordinary words (a page of text, not one pathological 40 KB token)."""
+    words = "the store must say when the disk is full and keep every write it acknowledged".split()
+    return " ".join(words[k % len(words)] for k in range(size // 5))
+
+
 # ---------------------------------------------------------------------------------------------- cancellation
 
 
@@ -452,7 +458,7 @@ async def test_disk_full_is_reported_as_disk_full(tmp_path: Path) -> None:
                             "page_id": page_id,
                             "op": "create",
                             "type": "conversation",
-                            "content": f"{i}\n{'x' * size}",
+                            "content": f"{i}\n{filler(size)}",
                             "provenance": PROV,
                         },
                     )
@@ -470,7 +476,7 @@ async def test_disk_full_is_reported_as_disk_full(tmp_path: Path) -> None:
                     "session_id": "s1",
                     "page_id": "conv/a",
                     "op": "append",
-                    "content": "y" * 40_000,
+                    "content": filler(40_000),
                     "provenance": PROV,
                     "commit": "boundary",
                 },
