@@ -263,3 +263,12 @@ async def test_completions_offer_sessions_pages_and_budget(tmp_path: Path, mode:
         assert await values(client, PromptReference(type="ref/prompt", name="other"), "session_id", "") == []
         other_uri = ResourceTemplateReference(type="ref/resource", uri="test://template/{id}")
         assert await values(client, other_uri, "session_id", "") == []
+
+
+async def test_no_list_change_is_claimed(client: Client) -> None:
+    """The tools, prompt and templates never change at run time, and nothing publishes a change: claiming
+    listChanged made the conformance suite expect notifications that never come."""
+    caps = client.server_capabilities
+    assert caps is not None and caps.tools is not None and caps.prompts is not None and caps.resources is not None
+    assert not caps.tools.list_changed and not caps.prompts.list_changed and not caps.resources.list_changed
+    assert not caps.resources.subscribe

@@ -178,8 +178,15 @@ def create_server(config: ServerConfig | None = None) -> MCPServer[AppState]:
         finally:
             await store.close()
 
+    # subscriptions=False: nothing here publishes list or resource changes (the tools and the prompt are fixed), so
+    # the server must not claim listChanged or serve a subscriptions/listen stream that never carries anything
     mcp: MCPServer[AppState] = MCPServer(
-        "clawvm-mcp", title="ClawVM memory", version=__version__, instructions=INSTRUCTIONS, lifespan=lifespan
+        "clawvm-mcp",
+        title="ClawVM memory",
+        version=__version__,
+        instructions=INSTRUCTIONS,
+        lifespan=lifespan,
+        subscriptions=False,
     )
 
     def engine_of(ctx: Context[AppState]) -> ClawVMEngine:
