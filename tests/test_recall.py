@@ -169,11 +169,28 @@ async def test_limit_type_namespace_and_deletion(store: SQLiteStore) -> None:
     assert _rows(store.path, "SELECT count(*) FROM page_fts") == [(13,)]
 
 
-async def test_the_plan_is_one_fts_match_with_top_k_in_sql(store: SQLiteStore) -> None:
-    sql = sqlite_store.SEARCH_SQL.format(weights="1, 1, 1, 1", marks="?", type_filter="")
-    plan = " | ".join(r[-1] for r in _rows(store.path, "EXPLAIN QUERY PLAN " + sql, ("x", NS, 10)))
-    assert plan.startswith("SCAN page_fts VIRTUAL TABLE INDEX"), plan
-    assert "SEARCH d USING INTEGER PRIMARY KEY" in plan and "SEARCH p USING PRIMARY KEY" in plan, plan
+@pytest.mark.parametrize("page_type", [None, "evidence"])
+async def test_the_plan_is_one_fts_match_with_top_k_in_sql(store: SQLiteStore, page_type: str | None) -> None:
+    """FTS5 drives; the ranking sorts ids and scores only; just the top rows read their bodies."""
+    sql = sqlite_store.SEARCH_SQL.format(
+        weights="1, 1, 1, 1",
+        marks="?",
+        type_join="" if page_type is None else sqlite_store.SEARCH_TYPE_JOIN,
+        type_filter="" if page_type is None else " AND t.type = ?",
+    )
+    params = ("x", NS, *([page_type] if page_type else []), 10)
+    plan = [r[-1] for r in _rows(store.path, "EXPLAIN QUERY PLAN " + sql, params)]
+    by_type = ["SEARCH t USING PRIMARY KEY (namespace=? AND page_id=?)"] if page_type else []
+    assert plan == [
+        "MATERIALIZE top",
+        "SCAN page_fts VIRTUAL TABLE INDEX 0:M5",
+        "SEARCH d USING INTEGER PRIMARY KEY (rowid=?)",
+        *by_type,
+        "USE TEMP B-TREE FOR ORDER BY",
+        "SCAN top",
+        "SEARCH p USING PRIMARY KEY (namespace=? AND page_id=?)",
+        "USE TEMP B-TREE FOR ORDER BY",
+    ]
 
 
 # ---------------------------------------------------------------- the index is the table

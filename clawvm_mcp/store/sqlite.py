@@ -229,13 +229,18 @@ RETURNING = sqlite3.sqlite_version_info >= (3, 35, 0)
 COMMIT_ROW_RETURNING = COMMIT_ROW + " RETURNING (SELECT max(txn_id) FROM journal)"
 
 
-# BM25 over the recall index, top-k in SQL: MATCH keeps to the namespaces' tokens, the joins to their real rows
+# BM25 over the recall index, top-k in SQL. MATCH keeps to the namespaces' tokens (a deleted page has no row); the
+# inner query ranks every match carrying only ids and scores, and only the top ``limit`` rows fetch their bodies
 SEARCH_SQL = (
-    "SELECT d.namespace, p.body, -bm25(page_fts, 0, {weights}) AS score, p.search_text FROM page_fts"
-    " JOIN page_docs d ON d.docid = page_fts.rowid JOIN pages p ON p.namespace = d.namespace AND p.page_id = d.page_id"
-    " WHERE page_fts MATCH ? AND d.namespace IN ({marks}) AND p.deleted = 0{type_filter}"
-    " ORDER BY score DESC, d.page_id, d.namespace LIMIT ?"
+    "SELECT top.ns, p.body, top.score, p.search_text FROM ("
+    "SELECT d.namespace AS ns, d.page_id AS pid, -bm25(page_fts, 0, {weights}) AS score FROM page_fts"
+    " JOIN page_docs d ON d.docid = page_fts.rowid{type_join}"
+    " WHERE page_fts MATCH ? AND d.namespace IN ({marks}){type_filter}"
+    " ORDER BY score DESC, d.page_id, d.namespace LIMIT ?) top"
+    " JOIN pages p ON p.namespace = top.ns AND p.page_id = top.pid WHERE p.deleted = 0"
+    " ORDER BY top.score DESC, top.pid, top.ns"
 )
+SEARCH_TYPE_JOIN = " JOIN pages t ON t.namespace = d.namespace AND t.page_id = d.page_id"
 
 
 def _session(row: sqlite3.Row) -> SessionRecord:
@@ -769,7 +774,8 @@ class SQLiteStore:
         sql = SEARCH_SQL.format(
             weights=", ".join(str(w) for w in WEIGHTS),
             marks=",".join("?" * len(namespaces)),
-            type_filter="" if page_type is None else " AND p.type = ?",
+            type_join="" if page_type is None else SEARCH_TYPE_JOIN,
+            type_filter="" if page_type is None else " AND t.type = ?",
         )
         params: list[Any] = [match_expression(namespaces, terms), *namespaces]
         if page_type is not None:
