@@ -610,6 +610,9 @@ def register(subparsers: Any) -> None:
     )
     add_arguments(p)
     p.set_defaults(func=cmd_bench)
+    from .replay.bench_recall import register as register_recall  # `clawvm-mcp bench recall`: LoCoMo quality
+
+    register_recall(p.add_subparsers(dest="bench_mode", metavar="MODE"))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
