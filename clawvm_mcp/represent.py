@@ -11,7 +11,8 @@ from .tokens import TokenCounter
 _LIST_ITEM = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+(?:\[[ xX]\]\s*)?")
 _DONE = re.compile(r"^\s*(?:[-*+]|\d+[.)])?\s*\[[xX]\]")
 _TODO = re.compile(r"^\s*(?:[-*+]|\d+[.)])?\s*\[ \]")
-_PATH = re.compile(r"(?:[\w.-]+/)+[\w.-]+|[\w-]+\.[A-Za-z0-9]{1,5}\b")
+# each run is bounded (NAME_MAX is 255): unbounded runs made this quadratic on a long token (60 KB: ~60 s)
+_PATH = re.compile(r"(?:[\w.-]{1,255}/)+[\w.-]{1,255}|[\w-]{1,255}\.[A-Za-z0-9]{1,5}\b")
 _KEY_VALUE = re.compile(r"^\s*([^:=\n]{1,64}?)\s*[:=]\s*(.+)$")
 GIST_CHARS = 160
 

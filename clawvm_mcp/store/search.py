@@ -33,6 +33,7 @@ from .porter import stem
 
 MAX_QUERY_TERMS = 32
 MAX_TOKEN_CHARS = 64  # a longer token (a hash, a base64 run) is kept only as its parts
+MAX_HUMP_RUN = 256  # longer letter runs are not split at camelCase humps (no identifier is that long)
 # field weights for FTS5 bm25(): page_id, title, structured fields, content (a hit in the id or title says more)
 WEIGHTS: tuple[float, float, float, float] = (3.0, 2.0, 1.0, 1.0)
 COLUMNS = ("page_id", "title", "fields", "content")
@@ -72,7 +73,10 @@ def fold(text: str) -> str:
 
 
 def _humps(run: str) -> list[str]:
-    """A letters-and-digits run split at camelCase humps: ``parseHTTPHeader2`` -> parse, HTTP, Header2."""
+    """A letters-and-digits run split at camelCase humps: ``parseHTTPHeader2`` -> parse, HTTP, Header2. A run of one
+    case has no humps, and a very long one is no identifier: both skip the pattern, which is quadratic on them."""
+    if run == run.lower() or run == run.upper() or len(run) > MAX_HUMP_RUN:
+        return [run]
     pieces, start = [], 0
     for m in _HUMP.finditer(run):
         pieces.append(run[start : m.end()])
@@ -197,6 +201,10 @@ def search_text(page: Page) -> str:
 
 
 def matched(search_text: str, terms: Sequence[str]) -> int:
-    """How many of ``terms`` a page's stored search text holds (recall reports it next to the score)."""
-    held = set(" ".join(decode(search_text).as_tuple()).split())
+    """How many of ``terms`` a page's stored search text holds (recall reports it next to the score). Tokens are
+    letters and digits only, so the JSON's quotes, commas and brackets split it as well as spaces do."""
+    held = set(search_text.translate(_JSON_PUNCTUATION).split())
     return sum(t in held for t in terms)
+
+
+_JSON_PUNCTUATION = str.maketrans('[],"', "    ")
