@@ -3,12 +3,14 @@
 - an unknown tool or prompt, or a prompt without its required arguments, is JSON-RPC -32602 (the SDK answers an
   unknown tool with an ``isError`` result and a prompt failure with code 0 and "Error rendering prompt");
 - a tool-argument schema failure is reworded for the model (``arguments.explain``);
+- a tool's text content can lead with one field of its structured result (context_assemble: the prompt);
 - ``resources/list`` also lists what the lifespan state can enumerate (the principal's sessions);
 - completion handlers, which the SDK calls without a request context, can reach the lifespan state.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -95,6 +97,27 @@ def explain_argument_errors(server: MCPServer[Any], tools: Mapping[str, Callable
         except ValidationError as exc:
             return {**result, "content": [{"type": "text", "text": explain(name, exc)}]}
         return result
+
+    server.middleware.append(middleware)
+
+
+def text_first(server: MCPServer[Any], tool: str, field: str) -> None:
+    """``tool``'s text content becomes ``field`` of its structured result, then the rest of that result as compact
+    JSON, instead of the SDK's indented JSON of everything (the field escaped inside it). Rewritten on the wire
+    result, so the SDK still validates and dumps the result once; the structured content is unchanged."""
+
+    async def middleware(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        result = await call_next(ctx)
+        if ctx.method != "tools/call" or ctx.params is None or ctx.params.get("name") != tool:
+            return result
+        if not isinstance(result, dict) or result.get("isError"):
+            return result
+        data = result.get("structuredContent")
+        if not isinstance(data, dict) or not isinstance(data.get(field), str):
+            return result
+        rest = json.dumps({k: v for k, v in data.items() if k != field}, ensure_ascii=False, separators=(",", ":"))
+        content = [{"type": "text", "text": data[field]}, {"type": "text", "text": rest}]
+        return {**result, "content": content}
 
     server.middleware.append(middleware)
 
