@@ -61,7 +61,7 @@ def _rows(path: str, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, 
 
 
 def _ids(hits: list[SearchHit]) -> list[str]:
-    return [h.page.page_id for h in hits]
+    return [h.page_id for h in hits]
 
 
 @pytest.fixture
@@ -132,7 +132,7 @@ async def test_rare_words_outrank_common_ones_and_scores_descend(store: SQLiteSt
         await _create(engine, f"ev/common-{i}", f"the deploy step {i} ran the build")
     await _create(engine, "ev/rare", "the deploy used quokka mode")
     hits = await store.search([NS], query_terms("quokka deploy"), None, 5)
-    assert hits[0].page.page_id == "ev/rare"
+    assert hits[0].page_id == "ev/rare"
     assert len(hits) == 5
     scores = [h.score for h in hits]
     assert scores == sorted(scores, reverse=True) and scores[0] > scores[1] > 0
@@ -354,6 +354,8 @@ async def test_recall_over_mcp_ranks_with_scores_and_reads_no_syntax(tmp_path: P
         scores = [r["score"] for r in found["results"]]
         assert scores[0] > scores[1] > 0
         assert found["results"][0]["matched_terms"] == 3  # parse, header, parseheader
+        assert found["results"][0]["pointer"].startswith("[page ev/grep evidence v1")
+        assert found["results"][0]["title"] == "grep found def parse_header in clawvm_mcp/store/sqlite.py"
         quoted = await call(c, "recall", session_id="s1", query='"quokka" AND NEAR( syntax* title:')
         assert [r["page_id"] for r in quoted["results"]] == ["talk/quokka"]
         miss = await call(c, "recall", session_id="s1", query="kubernetes")

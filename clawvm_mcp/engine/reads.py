@@ -87,21 +87,20 @@ async def recall(
     new_faults = []
     hits = []
     for ranked in found:
-        page = ranked.page
-        view = state.pages.get(page.page_id, page)
+        view = state.pages.get(ranked.page_id)  # the session's own view: a staged update shows in its pointer
         hits.append(
             RecallHit(
-                page_id=page.page_id,
-                type=page.type,
-                title=page.title,
+                page_id=ranked.page_id,
+                type=ranked.type,
+                title=ranked.title,
                 score=round(ranked.score, 6),
                 matched_terms=ranked.matched,
-                pointer=view.text_at(Fidelity.POINTER),
+                pointer=ranked.pointer if view is None else view.text_at(Fidelity.POINTER),
             )
         )
-        if evicted_unresolvably(rt.policy, state, page.page_id):
-            new_faults.append(state.observer.fault("refetch", state.turn, page.page_id, "recall"))
-        state.turn_demands.add(page.page_id)
+        if evicted_unresolvably(rt.policy, state, ranked.page_id):
+            new_faults.append(state.observer.fault("refetch", state.turn, ranked.page_id, "recall"))
+        state.turn_demands.add(ranked.page_id)
     await rt.store.add_faults(state.session_id, new_faults)
     return RecallResult(outcome="hit", results=hits)
 

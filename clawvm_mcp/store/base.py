@@ -108,10 +108,14 @@ class Committed:
 
 @dataclass(frozen=True, slots=True)
 class SearchHit:
-    """One ranked recall result: the page, the namespace it was found in, its BM25 score (higher is better)."""
+    """One ranked recall result: as much of the page as a result shows (decoding ten whole pages cost a recall more
+    than ranking them), the namespace it was found in and its BM25 score (higher is better)."""
 
     namespace: str
-    page: Page
+    page_id: str
+    type: str
+    title: str
+    pointer: str  # the page's stored pointer representation
     score: float
     matched: int  # how many of the query's distinct terms the page holds
 

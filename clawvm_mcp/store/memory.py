@@ -11,7 +11,7 @@ from dataclasses import replace
 
 from ..canonical import dumps
 from ..faults import FaultEvent
-from ..pages import Page
+from ..pages import Fidelity, Page
 from . import search
 from .base import (
     Committed,
@@ -231,15 +231,12 @@ class MemoryStore:
         ]
         scored.sort()
         docs = {(ns, page.page_id): doc for ns, page, doc in rows}
-        return [
-            SearchHit(
-                ns,
-                page_from_json(json.loads(self._pages[(ns, page_id)][1])),
-                -score,
-                sum(any(t in c for c in docs[(ns, page_id)]) for t in terms),
-            )
-            for score, page_id, ns in scored[:limit]
-        ]
+        hits = []
+        for score, page_id, ns in scored[:limit]:
+            page = self._pages[(ns, page_id)][0]
+            held = sum(any(t in c for c in docs[(ns, page_id)]) for t in terms)
+            hits.append(SearchHit(ns, page_id, page.type, page.title, page.text_at(Fidelity.POINTER), -score, held))
+        return hits
 
     async def live_sessions(self, principal: str, prefix: str, limit: int) -> list[str]:
         rows = sorted(self._sessions.items())
