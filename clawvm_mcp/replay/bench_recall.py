@@ -5,7 +5,8 @@ conversation is one session, each turn (or, at ``--granularity session``, each c
 written through ``page_write``; every question is asked through ``recall(limit=10)`` over a real MCP client, and
 scored against its evidence. Next to it, in the same run and on the same stored texts: SQLite FTS5 bm25 with its
 default tokenizer, FTS5 with porter stemming, and a random ranking. Latency is taken three ways: the MCP tool call
-in process, the engine call in process, and (``--stdio``) the tool call to a ``clawvm-mcp serve`` child.
+in process, the engine call in process, and (``--stdio``) the tool call to a ``clawvm-mcp serve`` child. With the
+``semantic`` extra installed, two more rows: wordllama's vectors alone, and fused with recall's ranking by RRF.
 
 R@k is the share of a question's evidence pages in the top k, averaged over questions; MRR the reciprocal rank of
 the first evidence page in the top 10 (0 if none). Method and numbers: docs/performance.md, "Recall".
@@ -261,6 +262,33 @@ def fts_baseline(
     return quality, Latency.of(seconds)
 
 
+async def semantic_rows(db: Path, conversations: Sequence[Conversation]) -> list[Row]:
+    """With the ``semantic`` extra: wordllama's vectors alone, and fused with recall's BM25 top 100 by RRF (k=60),
+    on the same pages. Vectors are computed here from the page texts (the server does not store them)."""
+    from .. import semantic
+
+    if not semantic.available():
+        return []
+    embedder = semantic.Embedder()
+    vectors, fused = Quality(), Quality()
+    store = await SQLiteStore.open(db)
+    try:
+        engine = ClawVMEngine(store)
+        for conv in conversations:
+            await engine.session_start(conv.session_id)
+            ids = list(conv.pages)
+            matrix = embedder.embed([conv.pages[i] for i in ids])
+            for q in conv.questions:
+                order = (matrix @ embedder.embed([q.text])[0]).argsort()[::-1][:100]
+                by_vector = [ids[int(i)] for i in order]
+                lexical = await engine.recall(conv.session_id, q.text, None, 100)
+                vectors.add(by_vector, q.evidence)
+                fused.add(semantic.rrf([[h.page_id for h in lexical.results], by_vector]), q.evidence)
+    finally:
+        await store.close()
+    return [Row("wordllama 256-d cosine (extra)", vectors), Row("RRF k=60: clawvm BM25 + wordllama", fused)]
+
+
 def random_baseline(conversations: Sequence[Conversation], seed: int = 0) -> Quality:
     rng, quality = random.Random(seed), Quality()
     for conv in conversations:
@@ -296,6 +324,7 @@ async def run(
     rows.append(Row("FTS5 bm25 (unicode61)", *fts_baseline(pages, conversations, "unicode61")))
     rows.append(Row("FTS5 bm25 + porter", *fts_baseline(pages, conversations, "porter unicode61")))
     rows.append(Row("random", random_baseline(conversations)))
+    rows.extend(await semantic_rows(db, conversations))
     meta = {
         "data": str(data),
         "granularity": granularity,
