@@ -160,8 +160,11 @@ async def main(db: Path, baseline: str = "retrieval") -> None:
             tool="run_tests",
             args={"suite": "all"},
             result=TEST_RESULT,
+            idempotent=True,  # the harness declares it read-only: a repeat may be answered from memory
         )
-        again = await call(client, "tool_execute", session_id="demo", tool="run_tests", args={"suite": "all"})
+        again = await call(
+            client, "tool_execute", session_id="demo", tool="run_tests", args={"suite": "all"}, idempotent=True
+        )
         print(f"tool_execute run_tests: {tool['status']}, repeat: {again['status']} (stored result reused)")
         staged = await call(
             client,

@@ -31,8 +31,8 @@ def _stop_unclosed_stores(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     opened: list[SQLiteStore] = []
     open_store = SQLiteStore.open
 
-    async def tracking_open(path: str | Path) -> SQLiteStore:
-        store = await open_store(path)
+    async def tracking_open(path: str | Path, timeout: float | None = None) -> SQLiteStore:
+        store = await open_store(path, timeout)
         opened.append(store)
         return store
 

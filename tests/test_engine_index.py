@@ -92,7 +92,7 @@ async def test_every_engine_assembly_matches_the_whole_table_selector(tmp_path: 
                 ref.SelectorPolicy(),
                 dict(state.recency),
             )
-            got = await engine.assemble("s", budget, demands)
+            got = await engine.assemble("s", budget, demands, trace="full")
             assert [(p.page_id, p.level, p.tokens, p.reason) for p in got.pages] == [
                 (c.page_id, c.level.label, c.tokens, c.reason) for c in want.choices
             ], (seed, step)

@@ -158,7 +158,7 @@ async def test_bootstrap_survives_compaction_and_reset(client: Client) -> None:
         assert life["reinjected"] == ["rules"]
         assert life["faults"] == []
         result = await call(client, "context_assemble", session_id="s1", budget=60)
-        assert result["prompt"].startswith("# Deploy rules")
+        assert result["prompt"].startswith('<page id="rules" type="bootstrap" v="1" level="full">\n# Deploy rules')
         assert levels(result)["rules"] in ("full", "structured")
     stats = await call(client, "session_stats", session_id="s1")
     assert stats["faults"]["post_compaction_bootstrap"] == 0
@@ -287,17 +287,28 @@ async def test_repeated_tool_call_returns_stored_result(client: Client) -> None:
         tool="read_file",
         args={"path": "a.py", "lines": [1, 2]},
         result="def f():\n    return 1\n",
+        idempotent=True,
     )
     assert first["status"] == "recorded" and first["evidence_page_id"].startswith("ev/read_file/")
     again = await call(
-        client, "tool_execute", session_id="s1", tool="read_file", args={"lines": [1, 2], "path": "a.py"}
+        client,
+        "tool_execute",
+        session_id="s1",
+        tool="read_file",
+        args={"lines": [1, 2], "path": "a.py"},
+        idempotent=True,
     )
     assert again["status"] == "duplicate_signature"
     assert again["stored_result"] == "def f():\n    return 1\n"
     assert again["call_id"] == first["call_id"]
     await call(client, "lifecycle", session_id="s1", event="compaction")
     after = await call(
-        client, "tool_execute", session_id="s1", tool="read_file", args={"path": "a.py", "lines": [1, 2]}
+        client,
+        "tool_execute",
+        session_id="s1",
+        tool="read_file",
+        args={"path": "a.py", "lines": [1, 2]},
+        idempotent=True,
     )
     assert after["status"] == "duplicate_signature"  # evicted from the context but resolvable through its pointer
     ev = await write(
@@ -384,7 +395,8 @@ async def test_resources_and_prompt(client: Client) -> None:
     page = (await client.read_resource("clawvm://sessions/s1/pages/ev%2Fa%2Fb")).contents[0]
     assert isinstance(page, TextResourceContents) and page.text == "nested id"
     context = (await client.read_resource("clawvm://sessions/s1/context?budget=400")).contents[0]
-    assert isinstance(context, TextResourceContents) and context.text.startswith("# Deploy rules")
+    assert isinstance(context, TextResourceContents)
+    assert context.text.startswith('<page id="rules" type="bootstrap" v="1" level="full">\n# Deploy rules')
     faults = (await client.read_resource("clawvm://sessions/s1/faults")).contents[0]
     assert isinstance(faults, TextResourceContents)
     assert json.loads(faults.text)["stats"]["faults_total"] == 0
@@ -393,7 +405,8 @@ async def test_resources_and_prompt(client: Client) -> None:
     assert err.value.error.code == -32602
     prompt = await client.get_prompt("assemble_context", {"session_id": "s1", "budget": "400"})
     text = prompt.messages[0].content
-    assert isinstance(text, TextContent) and text.text.startswith("# Deploy rules")
+    assert isinstance(text, TextContent)
+    assert text.text.startswith('<page id="rules" type="bootstrap" v="1" level="full">\n# Deploy rules')
 
 
 async def test_invalid_arguments_are_clear_errors(client: Client) -> None:

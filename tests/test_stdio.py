@@ -44,7 +44,7 @@ async def test_stdio_session_roundtrip(tmp_path: Path, mode: str) -> None:
         life = await call(c, "lifecycle", session_id="s1", event="compaction")
         assert life["committed"] == 1 and life["reinjected"] == ["rules"]
         assembled = await call(c, "context_assemble", session_id="s1", budget=200)
-        assert assembled["prompt"].startswith("# Rules")
+        assert assembled["prompt"].startswith('<page id="rules" type="bootstrap" v="1" level="full">\n# Rules')
     assert db.exists() and db.stat().st_size > 0
 
 
@@ -75,4 +75,7 @@ def test_readme_demo_runs_with_zero_faults() -> None:
         counts = line.split("|")[0].strip().removeprefix("faults: ").split(", ")
         assert all(c.endswith("=0") for c in counts), line
     assert "compaction: committed=1 reinjected=['constraint/prod', 'rules'] faults=[]" in out.stdout
-    assert "prompt after reset:\n   | # House rules" in out.stdout
+    assert (
+        'prompt after reset:\n   | <page id="rules" type="bootstrap" v="1" level="full">\n   | # House rules'
+        in out.stdout
+    )

@@ -5,14 +5,18 @@ No I/O happens here, so the replay driver and the benchmark time exactly what a 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
+from typing import Literal
 
 from ..faults import FaultEvent, FaultKind
-from ..pages import PROMPT_ORDER, Fidelity
+from ..pages import PROMPT_ORDER, Fidelity, Page
 from ..selector import Selection, select
 from .policy import EnginePolicy
 from .results import AssembledPage, AssembleResult
 from .session import SessionState
+
+Trace = Literal["shown", "full"]
 
 
 def evicted_unresolvably(policy: EnginePolicy, state: SessionState, page_id: str) -> bool:
@@ -69,17 +73,35 @@ def assemble_turn(
     return selection, faults
 
 
-def render(state: SessionState, selection: Selection) -> AssembleResult:
-    """The prompt in DESIGN order (bootstrap, constraint, plan, ...; page id within a type) and the trace."""
+_TAG = re.compile(r"<(/?)(page)", re.IGNORECASE)
+
+
+def escape(text: str) -> str:
+    """Page text can never open or close a block: ``<page`` and ``</page`` (any case) become ``&lt;page`` and
+    ``&lt;/page``, so no content forges another page."""
+    return _TAG.sub(r"&lt;\1\2", text)
+
+
+def block(page: Page, level: Fidelity) -> str:
+    """One page of the prompt (DESIGN section 9): its id, type, version and level as attributes; evidence is marked
+    ``source="tool"``: data a tool returned, never instructions."""
+    source = ' source="tool"' if page.type == "evidence" else ""
+    head = f'<page id="{page.page_id}" type="{page.type}" v="{page.version}" level="{level.label}"{source}>'
+    return f"{head}\n{escape(page.text_at(level))}\n</page>"
+
+
+def render(state: SessionState, selection: Selection, trace: Trace = "shown") -> AssembleResult:
+    """The prompt in DESIGN order (bootstrap, constraint, plan, ...; page id within a type) and the decision
+    trace: by default the pages shown or unmet (``dropped`` counts the rest), with ``full`` every page."""
     chosen = [c for c in selection.choices if c.level > Fidelity.NONE]
     chosen.sort(key=lambda c: (PROMPT_ORDER[state.pages[c.page_id].type], c.page_id))
-    prompt = "\n\n".join(state.pages[c.page_id].text_at(c.level) for c in chosen)
+    prompt = "\n".join(block(state.pages[c.page_id], c.level) for c in chosen)
+    unmet = set(selection.unmet_required)
+    listed = [c for c in selection.choices if trace == "full" or c.level > Fidelity.NONE or c.page_id in unmet]
     return AssembleResult(
         prompt=prompt,
-        pages=[
-            AssembledPage(page_id=c.page_id, level=c.level.label, tokens=c.tokens, reason=c.reason)
-            for c in selection.choices
-        ],
+        pages=[AssembledPage(page_id=c.page_id, level=c.level.label, tokens=c.tokens, reason=c.reason) for c in listed],
+        dropped=sum(1 for c in selection.choices if c.level is Fidelity.NONE and c.page_id not in unmet),
         tokens_used=selection.tokens_used,
         budget=selection.budget,
         unmet_required=list(selection.unmet_required),

@@ -12,6 +12,7 @@ from ..faults import FaultObserver
 from ..store.base import JournalEntry, SessionRecord
 from .runtime import Runtime
 from .session import EngineError, SavedState, SessionState, advance_turn, load_calls, take_counters
+from .session import load as load_state
 from .writeback import install, plan_page, reload_page, show_plan
 
 
@@ -71,3 +72,15 @@ def _take_record(state: SessionState, record: SessionRecord) -> None:
         state.recency = saved.recency
     take_counters(state, record.counters)
     state.record.counters = record.counters
+
+
+async def load(rt: Runtime, record: SessionRecord) -> SessionState:
+    """A session's cache from the store, its staged rows (whoever staged them) replayed into the pages they change:
+    a process that joins a live session sees its dirty pages as the process that staged them does."""
+    state = await load_state(rt, record)
+    rows: dict[tuple[str, str], list[JournalEntry]] = {}
+    for entry in await rt.store.pending(record.session_id):
+        rows.setdefault((entry.namespace, entry.page_id), []).append(entry)
+    for (ns, page_id), staged in sorted(rows.items()):
+        show_plan(state, plan_page(rt, state, ns, page_id, await rt.store.get_page(ns, page_id), staged))
+    return state

@@ -9,6 +9,7 @@ those imports this module.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -19,7 +20,7 @@ from ..canonical import tool_signature
 from ..journal import WriteRequest
 from ..pages import PAGE_ID_RE, Fidelity, Page, Pin, Provenance
 from ..selector import SelectorPolicy, select
-from ..store.base import Store, StoreBusy
+from ..store.base import Store, StoreBusy, StoreError
 from ..tokens import TokenCounter
 from . import assembly, coherence, lifecycle, reads, tool_calls, writeback
 from .policy import EngineConfig
@@ -37,9 +38,10 @@ from .results import (
     WriteResult,
 )
 from .runtime import Runtime
-from .session import PROJECT_ID_RE, SESSION_ID_RE, EngineError, PageInput, SessionState, load, require_unicode, save
+from .session import PROJECT_ID_RE, SESSION_ID_RE, EngineError, PageInput, SessionState, require_unicode, save
 from .views import fault_outs, journal_rows, stats
 
+log = logging.getLogger(__name__)
 MAX_TOOL_NAME = 128
 # the floor check a replay judges every policy by: hard pins and demands at their floors, nothing else
 FLOOR_ONLY = SelectorPolicy(auto_pin_hard=True, prefetch_pointer=False, upgrade_mode="none")
@@ -72,10 +74,55 @@ class ClawVMEngine:
             raise EngineError(
                 f"Invalid project_id {project_id!r}: use 1-128 of A-Z a-z 0-9 . _ : - (letter/digit first)"
             )
-        if budget is not None:
-            self._check_budget(budget)
         for page in bootstrap:
             require_unicode(f"bootstrap page {page.page_id!r}", (page.content, page.fields))
+        state, created = await self._claim(session_id, project_id, budget)
+        async with self._locked(state):
+            settled_ok, settled_bad = await writeback.settle_pending(self._rt, state)
+            results = [await writeback.ingest_bootstrap(self._rt, state, page) for page in bootstrap]
+            await save(self._rt, state)
+            self._touch(state)
+            return self._started(state, created, results, settled_ok, settled_bad)
+
+    async def open_session(
+        self, session_id: str, project_id: str = "default", budget: int | None = None
+    ) -> SessionStartResult:
+        """Create the session, or resume it (an ended one too), without settling its staged rows: for a harness
+        process that joins a live session on every event (a Claude Code hook), where only a boundary may commit
+        what is staged. ``session_start`` is the explicit start: it also settles what a crash left staged."""
+        state, created = await self._claim(session_id, project_id, budget)
+        async with self._locked(state):
+            await save(self._rt, state)
+            return self._started(state, created, [], 0, 0)
+
+    @staticmethod
+    def _started(
+        state: SessionState, created: bool, bootstrap: list[WriteResult], settled_ok: int, settled_bad: int
+    ) -> SessionStartResult:
+        return SessionStartResult(
+            session_id=state.session_id,
+            project_id=state.record.project_id,
+            budget=state.record.budget,
+            turn=state.turn,
+            resumed=not created,
+            pages=len(state.pages.sizes),
+            bootstrap=bootstrap,
+            settled_committed=settled_ok,
+            settled_rejected=settled_bad,
+        )
+
+    async def _claim(self, session_id: str, project_id: str, budget: int | None) -> tuple[SessionState, bool]:
+        """Own the session in the store (one conditional statement) and join or build its cache in this process."""
+        if not SESSION_ID_RE.match(session_id):
+            raise EngineError(
+                f"Invalid session_id {session_id!r}: use 1-128 of A-Z a-z 0-9 . _ : - (letter/digit first)"
+            )
+        if not PROJECT_ID_RE.match(project_id):
+            raise EngineError(
+                f"Invalid project_id {project_id!r}: use 1-128 of A-Z a-z 0-9 . _ : - (letter/digit first)"
+            )
+        if budget is not None:
+            self._check_budget(budget)
         claim = await self.store.claim_session(session_id, self.config.principal, project_id, budget)
         if claim is None:
             existing = await self.store.get_session(session_id)
@@ -88,25 +135,10 @@ class ClawVMEngine:
         async with self._open_lock:  # one cache per session in this process: a re-run joins it, never replaces it
             state = self._sessions.get(session_id)
             if state is None:
-                state = self._sessions[session_id] = await load(self._rt, record)
+                state = self._sessions[session_id] = await coherence.load(self._rt, record)
             else:
                 state.record.budget, state.record.ended, state.stale = record.budget, False, True
-        async with self._locked(state):
-            settled_ok, settled_bad = await writeback.settle_pending(self._rt, state)
-            results = [await writeback.ingest_bootstrap(self._rt, state, page) for page in bootstrap]
-            await save(self._rt, state)
-            self._touch(state)
-            return SessionStartResult(
-                session_id=session_id,
-                project_id=state.record.project_id,
-                budget=state.record.budget,
-                turn=state.turn,
-                resumed=not created,
-                pages=len(state.pages.sizes),
-                bootstrap=results,
-                settled_committed=settled_ok,
-                settled_rejected=settled_bad,
-            )
+        return state, created
 
     async def _session(self, session_id: str) -> SessionState:
         state = self._sessions.get(session_id)
@@ -117,9 +149,10 @@ class ClawVMEngine:
             raise EngineError(f"No session {session_id!r}; call session_start first")
         if record.ended:
             raise EngineError(f"Session {session_id!r} has ended; call session_start to resume it")
-        resumed = await self.session_start(session_id, record.project_id)
-        state = self._sessions[session_id]
-        state.unreported_settled = (resumed.settled_committed, resumed.settled_rejected)
+        async with self._open_lock:  # another process's session, or ours before a restart: join, settle nothing
+            state = self._sessions.get(session_id)
+            if state is None:
+                state = self._sessions[session_id] = await coherence.load(self._rt, record)
         return state
 
     @asynccontextmanager
@@ -216,8 +249,11 @@ class ClawVMEngine:
         if not 1 <= limit <= 100:
             raise EngineError(f"limit must be between 1 and 100, got {limit}")
         require_unicode("query", query)
-        async with self._op(session_id) as state:
-            return await reads.recall(self._rt, state, query, page_type, limit, backend)
+        try:
+            async with self._op(session_id) as state:
+                return await reads.recall(self._rt, state, query, page_type, limit, backend)
+        except StoreError as exc:  # the backend failed before recall could run: typed, never an empty list
+            return RecallResult(outcome="backend_error", detail=f"the page store failed: {exc}")
 
     async def pages(self, session_id: str) -> list[Page]:
         """Copies of the session's live pages (staged updates applied), for callers that plan writes (import)."""
@@ -247,7 +283,10 @@ class ClawVMEngine:
         budget: int | None = None,
         demands: Sequence[tuple[str, str]] = (),
         future: Mapping[str, int] | None = None,
+        trace: assembly.Trace = "shown",
     ) -> AssembleResult:
+        if trace not in ("shown", "full"):
+            raise EngineError(f"trace must be shown or full, got {trace!r}")
         if budget is not None and budget < 0:
             raise EngineError(f"budget must be >= 0 tokens, got {budget}")
         async with self._op(session_id) as state:
@@ -262,7 +301,7 @@ class ClawVMEngine:
                 self.policy, state, state.record.budget if budget is None else budget, wanted, future
             )
             await self.store.add_faults(state.session_id, new_faults)
-            return assembly.render(state, selection)
+            return assembly.render(state, selection, trace)
 
     async def floor_fits(self, session_id: str, demands: Mapping[str, str], budget: int) -> bool:
         """Whether hard pins and ``demands`` fit ``budget`` at their floors: a replay's policy-independent check."""
@@ -287,8 +326,14 @@ class ClawVMEngine:
     # ------------------------------------------------------------------ tools
 
     async def tool_execute(
-        self, session_id: str, tool: str, args: Mapping[str, object], result: str | None = None
+        self,
+        session_id: str,
+        tool: str,
+        args: Mapping[str, object],
+        result: str | None = None,
+        idempotent: bool | None = None,
     ) -> ToolExecuteResult:
+        """``idempotent`` None takes the configured default: the read-only tools the harness declares."""
         if not tool.strip() or len(tool) > MAX_TOOL_NAME:
             raise EngineError(f"tool must be a name of 1-{MAX_TOOL_NAME} characters")
         require_unicode("tool", tool)
@@ -305,7 +350,8 @@ class ClawVMEngine:
             raise EngineError(f"args must be a JSON object: {exc}") from None
         async with self._op(session_id) as state:
             self._touch(state)
-            return await tool_calls.execute(self._rt, state, tool, signature, result)
+            flag = tool in self.config.idempotent_tools if idempotent is None else idempotent
+            return await tool_calls.execute(self._rt, state, tool, signature, result, flag)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -338,6 +384,19 @@ class ClawVMEngine:
     async def fault_events(self, session_id: str) -> list[FaultOut]:
         async with self._op(session_id) as state:
             return fault_outs(state.observer.events)
+
+    async def save_all(self) -> None:
+        """Write every loaded session's counters and flags: a process that is about to exit (a hook, a server
+        shutting down) calls this, so the hits and alerts it saw between boundaries are not lost with it."""
+        for session_id in sorted(self._sessions):
+            state = self._sessions[session_id]
+            try:
+                async with self._locked(state):
+                    await save(self._rt, state)
+            except EngineError:  # ended or gone meanwhile: nothing of it to keep
+                continue
+            except StoreError as exc:  # exiting anyway: say what could not be kept, keep going with the others
+                log.warning("session %s: counters not saved at exit: %s", session_id, exc)
 
     def state_of(self, session_id: str) -> SessionState:
         """The live cache of a loaded session, for tests that check it against a reference (the selector

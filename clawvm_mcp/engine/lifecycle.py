@@ -19,8 +19,7 @@ EVENTS: tuple[Event, ...] = ("turn_end", "compaction", "reset", "flush", "sessio
 async def boundary(rt: Runtime, state: SessionState, event: Event) -> LifecycleResult:
     policy = rt.policy
     before = len(state.observer.events)
-    committed, rejected = state.unreported_settled
-    state.unreported_settled = (0, 0)
+    committed = rejected = 0
     reinjected: list[str] = []
     if event == "turn_end":
         advance_turn(state, state.turn + 1)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from ..pages import MAX_PAGE_BYTES
+from ..paths import store_timeout
 from ..selector import SelectorPolicy
 
 Grant = Literal["read", "write"]
@@ -37,8 +38,11 @@ class EngineConfig:
     max_page_bytes: int = MAX_PAGE_BYTES
     max_pages_per_session: int = 10_000
     max_budget: int = 2_000_000
+    # tools whose repeats may be answered from memory when the caller does not say (DESIGN section 9: the read-only
+    # tools the harness declares; Claude Code's here); every other tool is write-like
+    idempotent_tools: frozenset[str] = frozenset({"Read", "Grep", "Glob", "WebFetch", "WebSearch", "LS"})
     # seconds an operation may wait for the store's write lock (or the session's) before it answers STORE_BUSY
-    store_timeout: float = 5.0
+    store_timeout: float = field(default_factory=store_timeout)
 
     def can_read_project(self, project_id: str) -> bool:
         return self.grants is None or project_id in self.grants

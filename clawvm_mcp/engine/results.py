@@ -95,7 +95,10 @@ class AssembledPage(BaseModel):
 
 class AssembleResult(BaseModel):
     prompt: str
-    pages: list[AssembledPage]
+    pages: list[AssembledPage] = Field(
+        description="the decision trace: pages shown or unmet (trace=shown), or every page (trace=full)"
+    )
+    dropped: int = Field(default=0, description="pages of the table left out of the prompt and not listed")
     tokens_used: int
     budget: int
     unmet_required: list[str]
@@ -105,7 +108,7 @@ class AssembleResult(BaseModel):
 
 
 class ToolExecuteResult(BaseModel):
-    status: Literal["recorded", "duplicate_signature", "duplicate_tool"]
+    status: Literal["recorded", "duplicate_signature", "duplicate_tool", "updated"]
     call_id: str
     evidence_page_id: str
     stored_result: str | None = None

@@ -74,7 +74,6 @@ class SessionState:
     evicted: set[str] = field(default_factory=lambda: set())
     turn_demands: set[str] = field(default_factory=lambda: set())
     after_boundary: bool = False
-    unreported_settled: tuple[int, int] = (0, 0)  # settled on an implicit resume; the next lifecycle reports them
     # trace-given utilities (replay only): applied over every copy of the page this cache installs
     utilities: dict[str, tuple[float | None, float | None]] = field(default_factory=lambda: {})
     observer: FaultObserver = field(default_factory=FaultObserver)

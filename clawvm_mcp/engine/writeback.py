@@ -25,6 +25,7 @@ from .session import PageInput, SessionState
 log = logging.getLogger(__name__)
 REJECTED_HEAD_BYTES = 4096
 
+
 def namespace_for(state: SessionState, req: WriteRequest) -> str:
     """A known page keeps its namespace; a new one goes where its scope (given or the type's default) says."""
     if req.page_id in state.namespace:
@@ -109,7 +110,6 @@ async def refresh_page(rt: Runtime, state: SessionState, ns: str, page_id: str) 
         state.namespace.pop(page_id, None)
     else:
         install(state, ns, fresh)
-
 
 
 @dataclass(frozen=True, slots=True)

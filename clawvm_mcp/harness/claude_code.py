@@ -143,7 +143,10 @@ class ClaudeCodeHook:
         files = bootstrap_files(self.directory, self.config.user_claude_md) if refresh_bootstrap else []
         pages, missing, warnings = read_bootstrap(files)
         self.notes.extend(warnings)
-        started = await self.engine.session_start(self.sid, self.project_id, self.config.budget, pages)
+        if refresh_bootstrap:  # SessionStart: the explicit start, which also settles what a crash left staged
+            started = await self.engine.session_start(self.sid, self.project_id, self.config.budget, pages)
+        else:  # every other event joins the live session: only a boundary commits what is staged
+            started = await self.engine.open_session(self.sid, self.project_id, self.config.budget)
         self.turn = started.turn
         self.notes.extend(
             f"bootstrap page {r.page_id} was refused: {'; '.join(x.detail for x in r.reasons)}. Claude Code still "
@@ -544,6 +547,7 @@ async def run_hook(event: Event, stdin_text: str, options: HookOptions, env: Map
             if not locked:
                 messages.append("another clawvm hook held this project's lock for 10 s; went ahead without it")
             output = await hook.run()
+            await engine.save_all()  # this process's hits, alerts and flags outlive it
         return HookOutcome(output, messages + notes + hook.debug)
     except (EngineError, StoreError, OSError) as exc:
         return failure(event, f"{type(exc).__name__}: {exc}", messages + notes + (hook.debug if hook else []))

@@ -66,7 +66,7 @@ class EngineBackend:
         return await self.engine.assemble(session, budget, demands, future)
 
     async def tool(self, session: str, name: str, args: Mapping[str, object], result: str) -> ToolExecuteResult:
-        return await self.engine.tool_execute(session, name, args, result)
+        return await self.engine.tool_execute(session, name, args, result, idempotent=True)
 
     async def recall(
         self, session: str, query: str, page_type: str | None, backend: RecallBackend

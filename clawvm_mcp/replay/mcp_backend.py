@@ -104,7 +104,13 @@ class McpBackend:
 
     async def tool(self, session: str, name: str, args: Mapping[str, object], result: str) -> ToolExecuteResult:
         return await self._call(
-            "tool_execute", ToolExecuteResult, session_id=session, tool=name, args=dict(args), result=result
+            "tool_execute",
+            ToolExecuteResult,
+            session_id=session,
+            tool=name,
+            args=dict(args),
+            result=result,
+            idempotent=True,
         )
 
     async def recall(

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Literal, get_args
 
 from ..engine.session import PROJECT_ID_RE, SESSION_ID_RE
+from ..errors import ClawVMError
 from ..pages import MAX_PAGE_BYTES, PAGE_ID_RE, PAGE_TYPES, PINS, SCOPES, TYPE_POLICIES, PageType, Pin, Scope
 
 Op = Literal[
@@ -55,7 +56,7 @@ _PAGE_KEYS = frozenset(
 )
 
 
-class TraceError(ValueError):
+class TraceError(ClawVMError, ValueError):
     """A bad trace; the message starts with ``file:line:`` so an editor can jump to it."""
 
 

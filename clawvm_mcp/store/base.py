@@ -3,6 +3,7 @@ replace the embedded SQLite file without touching the domain."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -172,7 +173,9 @@ class Store(Protocol):
     async def count_pages(self, namespace: str) -> int: ...
     async def stage(self, entry: JournalEntry) -> int: ...
     async def commit(
-        self, writes: list[PageCommit], rejections: list[Rejection] = ()  # type: ignore[assignment]
+        self,
+        writes: list[PageCommit],
+        rejections: Sequence[Rejection] = (),
     ) -> tuple[list[Committed], list[Conflict]]:
         """In one transaction: commit each page that is still at its ``expected_version`` and whose ``txn_ids`` are
         all still pending (settled exactly once, whoever gets there), and mark each rejection's rows rejected if the

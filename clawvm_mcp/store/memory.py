@@ -7,6 +7,7 @@ the store (as with SQLite, a read returns a fresh page).
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import replace
 
 from ..canonical import dumps
@@ -80,9 +81,7 @@ class MemoryStore:
     async def pages_since(self, namespaces: list[str], seq: int) -> list[tuple[str, Page]]:
         changed = [(self._page_seq[key], key) for key in self._pages if key[0] in namespaces]
         return [
-            (ns, page_from_json(json.loads(self._pages[(ns, pid)][1])))
-            for at, (ns, pid) in sorted(changed)
-            if at > seq
+            (ns, page_from_json(json.loads(self._pages[(ns, pid)][1]))) for at, (ns, pid) in sorted(changed) if at > seq
         ]
 
     def _tick(self, session_id: str | None = None) -> int:
@@ -127,7 +126,9 @@ class MemoryStore:
         return all(self._journal[t].status in ("staged", "validated") for t in txn_ids)
 
     async def commit(
-        self, writes: list[PageCommit], rejections: list[Rejection] = ()  # type: ignore[assignment]
+        self,
+        writes: list[PageCommit],
+        rejections: Sequence[Rejection] = (),
     ) -> tuple[list[Committed], list[Conflict]]:
         conflicts: list[Conflict] = []
         committed: list[Committed] = []

@@ -9,9 +9,8 @@ import logging
 import os
 import sqlite3
 import stat
-from collections.abc import AsyncGenerator, Callable, Coroutine, Iterable
+from collections.abc import AsyncGenerator, Callable, Coroutine, Iterable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
@@ -21,6 +20,7 @@ import anyio
 from ..canonical import dumps
 from ..faults import FaultEvent
 from ..pages import Page
+from ..paths import DEFAULT_STORE_TIMEOUT, store_timeout
 from .base import (
     Committed,
     Conflict,
@@ -42,7 +42,6 @@ from .search import WEIGHTS, columns, decode, encode, match_expression, matched,
 
 log = logging.getLogger(__name__)
 APPLICATION_ID = 0x436C5756  # "ClWV": tells our files from any other SQLite database
-DEFAULT_TIMEOUT = 5.0  # seconds a write waits for the file's write lock before it answers STORE_BUSY
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -245,7 +244,9 @@ SEARCH_TYPE_JOIN = " JOIN pages t ON t.namespace = d.namespace AND t.page_id = d
 
 
 def _session(row: sqlite3.Row) -> SessionRecord:
-    counters = SessionCounters(row["hits"], row["duplicate_signature"], row["physical_insufficiency"], row["boundaries"])
+    counters = SessionCounters(
+        row["hits"], row["duplicate_signature"], row["physical_insufficiency"], row["boundaries"]
+    )
     return SessionRecord(
         row["session_id"],
         row["principal"],
@@ -323,7 +324,7 @@ def _create_private(path: Path) -> None:
 class SQLiteStore:
     """One aiosqlite connection per process; SQLite's file locks arbitrate between processes."""
 
-    def __init__(self, conn: aiosqlite.Connection, path: str, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(self, conn: aiosqlite.Connection, path: str, timeout: float = DEFAULT_STORE_TIMEOUT) -> None:
         self._conn = conn
         self.path = path
         self.timeout = timeout
@@ -331,8 +332,10 @@ class SQLiteStore:
         self._identity: tuple[int, int] | None = None  # (device, inode) of the file opened
 
     @classmethod
-    async def open(cls, path: str | Path, timeout: float = DEFAULT_TIMEOUT) -> SQLiteStore:
-        """Open (creating when new) the database at ``path``; ``timeout`` bounds every wait for the write lock."""
+    async def open(cls, path: str | Path, timeout: float | None = None) -> SQLiteStore:
+        """Open (creating when new) the database at ``path``; ``timeout`` (default: CLAWVM_STORE_TIMEOUT, else 5 s)
+        bounds every wait for the write lock."""
+        timeout = store_timeout() if timeout is None else timeout
         target = str(path)
         if target != ":memory:":
             file = Path(target)
@@ -633,7 +636,9 @@ class SQLiteStore:
 
     @_translated
     async def commit(
-        self, writes: list[PageCommit], rejections: list[Rejection] = ()  # type: ignore[assignment]
+        self,
+        writes: list[PageCommit],
+        rejections: Sequence[Rejection] = (),
     ) -> tuple[list[Committed], list[Conflict]]:
         if len(writes) == 1 and not rejections:
             done = await self.try_commit(writes[0])
