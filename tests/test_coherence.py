@@ -6,9 +6,8 @@ client (a second process is a second real server), ``clawvm-mcp lifecycle`` as i
 runs), and the SQLite file itself (a plain connection that holds the write lock, or reads what another connection
 would see). Assertions are on what a caller is told, what another process reads and what survives a restart.
 
-Each test is marked ``xfail(strict=True)`` while its defect is open: it must fail on the code as it is, and the
-marker goes when the fix lands (the project runs ``xfail_strict``). Where the fix's API is not settled yet the tests
-assume ``CLAWVM_STORE_TIMEOUT`` (seconds, default 5) and the reason code ``STORE_BUSY`` in a ``page_write`` result.
+Each test failed on the code before the fix (commit 523ef64) and passes since; ``CLAWVM_STORE_TIMEOUT`` (seconds,
+default 5) bounds the waits, and ``STORE_BUSY`` is the reason code of a write that could not wait longer.
 """
 
 from __future__ import annotations
@@ -40,10 +39,6 @@ from tests.support.harness import PROV, bare_error, child_env, error_text, stdio
 pytestmark = pytest.mark.anyio
 
 CALL_BOUND = 30.0  # no single call in these tests may take longer; a hang fails the test instead of the suite
-
-
-def issue10(what: str) -> pytest.MarkDecorator:
-    return pytest.mark.xfail(strict=True, reason=f"issue 10: {what}")
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -134,7 +129,6 @@ def filler(size: int) -> str:
 # ---------------------------------------------------------------------------------------------- cancellation
 
 
-@issue10("a cancelled write under another process's lock leaves the connection inside BEGIN IMMEDIATE")
 async def test_cancelled_write_under_a_foreign_lock_loses_no_later_commit(tmp_path: Path) -> None:
     db = tmp_path / "m.db"
     async with Client(stdio_params(db)) as a:
@@ -172,7 +166,6 @@ async def test_cancelled_write_under_a_foreign_lock_loses_no_later_commit(tmp_pa
 # ---------------------------------------------------------------------------------------------- staged rows
 
 
-@issue10("a hook process settling A1 makes the next flush reject A2 against the stale staged base")
 async def test_hook_turn_end_between_two_staged_writes_commits_both(tmp_path: Path) -> None:
     db = tmp_path / "m.db"
     async with Client(stdio_params(db)) as a:
@@ -190,7 +183,6 @@ async def test_hook_turn_end_between_two_staged_writes_commits_both(tmp_path: Pa
     assert [journal[s["txn_id"]]["status"] for s in (a1, a2)] == ["committed", "committed"]
 
 
-@issue10("session_start re-run on a loaded session replaces its state under in-flight writes")
 async def test_session_start_rerun_under_600_staged_appends_rejects_none(tmp_path: Path) -> None:
     db = tmp_path / "m.db"
     pages = [f"conv/{i}" for i in range(6)]
@@ -235,7 +227,6 @@ async def test_session_start_rerun_under_600_staged_appends_rejects_none(tmp_pat
     assert lost == [], f"{len(lost)} acknowledged appends missing or doubled: {lost[:5]}"
 
 
-@issue10("two principals racing session_start on a new id can both own it")
 async def test_two_principals_racing_session_start_one_owns_it(tmp_path: Path) -> None:
     db = tmp_path / "m.db"
     rounds = 40
@@ -278,7 +269,6 @@ async def test_two_principals_racing_session_start_one_owns_it(tmp_path: Path) -
 # ---------------------------------------------------------------------------------------------- one truth
 
 
-@issue10("server B assembles from its cached copy: a hard-pinned constraint committed by server A is missing")
 async def test_pinned_constraint_committed_by_another_server_is_in_the_prompt(tmp_path: Path) -> None:
     db = tmp_path / "m.db"
     async with Client(stdio_params(db)) as a, Client(stdio_params(db)) as b:
@@ -292,7 +282,6 @@ async def test_pinned_constraint_committed_by_another_server_is_in_the_prompt(tm
         assert stats["faults_total"] == 0, stats
 
 
-@issue10("a project page set by session s1 stays at its old version in session s2")
 async def test_project_page_set_in_one_session_is_seen_at_its_new_version_in_another(tmp_path: Path) -> None:
     db = tmp_path / "m.db"
     async with Client(stdio_params(db)) as a:
@@ -307,7 +296,6 @@ async def test_project_page_set_in_one_session_is_seen_at_its_new_version_in_ano
         assert "language: rust" in prompt["prompt"] and "python" not in prompt["prompt"], prompt
 
 
-@issue10("the turn counter a hook process advances is never seen by the server")
 async def test_turn_advanced_by_a_hook_process_is_seen_by_the_server(tmp_path: Path) -> None:
     db = tmp_path / "m.db"
     async with Client(stdio_params(db)) as a:
@@ -322,7 +310,6 @@ async def test_turn_advanced_by_a_hook_process_is_seen_by_the_server(tmp_path: P
     assert ended["turn"] == 3
 
 
-@issue10("a session's stale staged copy of a project page overwrites another session's commit")
 async def test_stale_staged_copy_of_a_project_page_does_not_drop_another_sessions_commit(tmp_path: Path) -> None:
     db = tmp_path / "m.db"
     async with Client(stdio_params(db)) as c:
@@ -370,7 +357,6 @@ def stopped_lock_holder(db: Path) -> Iterator[int]:
         proc.wait(10)
 
 
-@issue10("a write waiting on a lock held by a stopped process gets no answer for minutes")
 @pytest.mark.parametrize(
     ("timeout_env", "bound", "commits"),
     [(None, 5.0, ("now",)), ("1", 1.0, ("now", "boundary"))],
@@ -431,7 +417,6 @@ def small_disk_params(mount: Path, size: str, out: Path) -> StdioServerParameter
     return StdioServerParameters(command="unshare", args=[*args, str(out)], env=child_env())
 
 
-@issue10("disk full is reported as 'database busy', or as a bare 'Error executing tool'")
 async def test_disk_full_is_reported_as_disk_full(tmp_path: Path) -> None:
     if not small_disk_available():
         pytest.skip("no user/mount namespace to mount a small tmpfs in")
@@ -514,7 +499,6 @@ def read_only(path: Path) -> Iterator[None]:
             path.chmod(mode)
 
 
-@issue10("a read-only DB is accepted at start and fails at the first write")
 async def test_read_only_db_is_refused_at_start_with_one_clear_line(tmp_path: Path) -> None:
     db = tmp_path / "m.db"
     async with Client(stdio_params(db)) as a:
@@ -538,7 +522,6 @@ async def test_read_only_db_is_refused_at_start_with_one_clear_line(tmp_path: Pa
     assert db.read_bytes() == before
 
 
-@issue10("a DB file deleted or replaced while running keeps answering committed")
 @pytest.mark.parametrize("how", ["deleted", "replaced"])
 async def test_db_file_deleted_or_replaced_while_running_refuses_writes(tmp_path: Path, how: str) -> None:
     db = tmp_path / "m.db"
@@ -572,7 +555,6 @@ def mode_of(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
-@issue10("new DB files are created 0644 in a 0755 directory")
 async def test_new_db_files_are_private_and_existing_ones_are_left_alone(tmp_path: Path) -> None:
     fresh = tmp_path / "fresh" / "nested" / "memory.db"
     async with Client(stdio_params(fresh)) as a:
@@ -595,7 +577,6 @@ async def test_new_db_files_are_private_and_existing_ones_are_left_alone(tmp_pat
     assert (mode_of(existing_dir), mode_of(existing)) == (0o755, 0o644), "existing files must be left as they are"
 
 
-@issue10("a rejected write keeps its whole request in the journal")
 async def test_rejected_journal_row_keeps_reasons_a_digest_and_at_most_4_kib(tmp_path: Path) -> None:
     db = tmp_path / "m.db"
     async with Client(stdio_params(db)) as a:

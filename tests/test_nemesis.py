@@ -30,11 +30,6 @@ async def test_the_checks_find_nothing_in_a_calm_run(tmp_path: Path) -> None:
     assert report.violations == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 10: acknowledged writes are lost once a second process, a cancelled call or a concurrent "
-    "session_start is involved",
-)
 async def test_nemesis_loses_no_acknowledged_write(tmp_path: Path, request: pytest.FixtureRequest) -> None:
     soak = request.config.getoption("--soak")
     settings = Settings(seconds=float(soak) if soak else CI_SECONDS, seed=SEED)
