@@ -231,8 +231,8 @@ COMMIT_ROW_RETURNING = COMMIT_ROW + " RETURNING (SELECT max(txn_id) FROM journal
 # BM25 over the recall index, top-k in SQL. MATCH keeps to the namespaces' tokens (a deleted page has no row); the
 # inner query ranks every match carrying only ids and scores, and only the top ``limit`` rows fetch their bodies
 SEARCH_SQL = (
-    "SELECT top.ns, top.pid, p.type, json_extract(p.body, '$.title'),"
-    " json_extract(p.body, '$.representations.pointer[0]'), top.score, p.search_text FROM ("
+    "SELECT top.ns, top.pid, p.type, json_extract(p.body, '$.title', '$.representations.pointer[0]'), top.score,"
+    " p.search_text FROM ("
     "SELECT d.namespace AS ns, d.page_id AS pid, -bm25(page_fts, 0, {weights}) AS score FROM page_fts"
     " JOIN page_docs d ON d.docid = page_fts.rowid{type_join}"
     " WHERE page_fts MATCH ? AND d.namespace IN ({marks}){type_filter}"
@@ -788,7 +788,11 @@ class SQLiteStore:
             params.append(page_type)
         params.append(limit)
         rows = await self._conn.execute_fetchall(sql, params)
-        return [SearchHit(r[0], r[1], r[2], r[3], r[4], float(r[5]), matched(r[6], terms)) for r in rows]
+        hits = []
+        for r in rows:
+            title, pointer = json.loads(r[3])  # one parse of the body for both
+            hits.append(SearchHit(r[0], r[1], r[2], title, pointer, float(r[4]), matched(r[5], terms)))
+        return hits
 
     @_translated
     async def live_sessions(self, principal: str, prefix: str, limit: int) -> list[str]:
