@@ -1,8 +1,13 @@
-"""Read-only rendering of one session: page table, resident levels, journal and fault counts.
+"""Read-only rendering of one session: page table, resident levels, the prompt, lifecycle history, journal, faults.
 
 ``inspect_session`` prints a terminal report and can also write a single self-contained HTML file (inline CSS, no
 script, no external resource) with the same content. It never settles staged rows or writes anything to the
-database: inspecting a crashed session must not change it.
+database: inspecting a crashed session must not change it. The database is opened read-only (SQLite ``mode=ro``) and
+copied through SQLite's backup API into a private temporary file, which the store then reads: no write lock is
+taken, so a live server holding it does not block the report, and a migration never touches the original.
+
+Page content is untrusted: every control character (C0, C1, DEL, bidi and other format characters) is rendered as a
+visible escape (``\\x1b``, ``\\u202e``) in both views, so no escape sequence in a page reaches the terminal.
 
 Resident levels are not stored (a session's residency lives in the serving process), so the report shows what the
 next ``context_assemble`` at the session budget, with no demands, would choose: the same selector, the same saved
@@ -12,11 +17,16 @@ recency, the default (clawvm) policy.
 from __future__ import annotations
 
 import html
+import os
+import sqlite3
+import tempfile
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import __version__
-from .engine import SavedState
+from .engine import SavedState, SessionState
+from .engine.assembly import render
 from .faults import FAULT_KINDS, FaultEvent, thrash
 from .page_table import PageTable
 from .pages import PROMPT_ORDER, Fidelity, Page
@@ -25,9 +35,57 @@ from .store import SQLiteStore
 from .store.base import JournalEntry, SessionRecord
 
 JOURNAL_ROWS = 50
+LIFECYCLE_ROWS = 10_000  # journal rows scanned for boundary writes
 FAULT_ROWS = 30
 CELL_MAX = 48
 LAST_CELL_MAX = 120
+
+
+def visible(text: str, keep: str = "") -> str:
+    """``text`` with every control or format character (except those in ``keep``) as a visible escape: page content
+    may carry terminal sequences (an OSC 52 clipboard write, a CSI screen clear) that must never reach a terminal."""
+    out = []
+    for ch in text:
+        if ch not in keep and unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp"):
+            code = ord(ch)
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+@dataclass(frozen=True, slots=True)
+class LifecycleEvent:
+    """One lifecycle fact the store keeps: a boundary-mode write's outcome, or a fault, at a turn."""
+
+    turn: int
+    kind: str  # "boundary write" or "fault"
+    subject: str  # page id or tool signature
+    outcome: str  # journal status or fault kind
+    detail: str
+
+
+LIFECYCLE_UNKNOWN = (
+    "which boundary (compaction, reset, session end) happened at which turn is not stored: the store keeps their "
+    "count, each boundary write's outcome (turn = when it was staged) and the faults"
+)
+
+
+def _lifecycle(journal: list[JournalEntry], faults: list[FaultEvent]) -> list[LifecycleEvent]:
+    events = [
+        LifecycleEvent(
+            e.turn,
+            "boundary write",
+            e.page_id,
+            e.status,
+            "; ".join(f"{r['code']}: {r['detail']}" for r in e.reasons)
+            or ("staged, waits for the next boundary" if e.status in ("staged", "validated") else ""),
+        )
+        for e in journal
+        if e.commit_mode == "boundary"
+    ]
+    events += [LifecycleEvent(f.turn, "fault", f.subject, f.kind, f.detail) for f in faults]
+    return sorted(events, key=lambda ev: ev.turn)  # stable: journal order, then faults, within a turn
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +100,12 @@ class SessionReport:
     tool_calls: int
     hits: int
     duplicate_signature: int
+    prompt: str  # the prompt text the next context_assemble would build from ``selection``
+    lifecycle: list[LifecycleEvent]  # boundary-write outcomes and faults, by turn
+
+    @property
+    def boundaries(self) -> int:
+        return self.record.counters.boundaries
 
     @property
     def fault_counts(self) -> dict[str, int]:
@@ -61,39 +125,64 @@ class SessionReport:
         return next((c.reason for c in self.selection.choices if c.page_id == page_id), "dropped")
 
 
-async def load_report(db: Path, session_id: str) -> SessionReport:
-    if str(db) != ":memory:" and not Path(db).exists():
-        raise LookupError(f"no database at {db}")
-    store = await SQLiteStore.open(db)
+def _snapshot(db: Path, into: Path) -> None:
+    """Copy ``db`` into ``into`` through a read-only connection (a consistent snapshot, no lock, no write)."""
+    uri = f"{db.resolve().as_uri()}?mode=ro"
+    os.close(os.open(into, os.O_CREAT | os.O_WRONLY, 0o600))  # private like the original, before SQLite creates it
     try:
-        record = await store.get_session(session_id)
-        if record is None:
-            raise LookupError(f"no session {session_id!r} in {db}")
-        loaded = await store.load_pages([f"s:{session_id}", f"p:{record.project_id}"])
-        pending = await store.pending(session_id)
-        journal = await store.journal(session_id, JOURNAL_ROWS)
-        counts = await store.journal_counts(session_id)
-        faults = await store.faults(session_id)
-        calls = await store.tool_calls(session_id)
-    finally:
-        await store.close()
+        source = sqlite3.connect(uri, uri=True)
+        try:
+            target = sqlite3.connect(into)
+            try:
+                source.backup(target)
+            finally:
+                target.close()
+        finally:
+            source.close()
+    except sqlite3.Error as exc:
+        raise LookupError(f"cannot read the database {db}: {exc}") from exc
+
+
+async def load_report(db: Path, session_id: str) -> SessionReport:
+    if not Path(db).is_file():
+        raise LookupError(f"no database at {db}")
+    with tempfile.TemporaryDirectory(prefix="clawvm-inspect-") as tmp:
+        copy = Path(tmp) / "snapshot.db"
+        _snapshot(Path(db), copy)
+        store = await SQLiteStore.open(copy)
+        try:
+            record = await store.get_session(session_id)
+            if record is None:
+                raise LookupError(f"no session {session_id!r} in {db}")
+            loaded = await store.load_pages([f"s:{session_id}", f"p:{record.project_id}"])
+            pending = await store.pending(session_id)
+            journal = await store.journal(session_id, LIFECYCLE_ROWS)
+            counts = await store.journal_counts(session_id)
+            faults = await store.faults(session_id)
+            calls = await store.tool_calls(session_id)
+        finally:
+            await store.close()
     pages = sorted((p for _, p in loaded if not p.deleted), key=lambda p: (PROMPT_ORDER[p.type], p.page_id))
     staged: dict[str, int] = {}
     for entry in pending:
         staged[entry.page_id] = staged.get(entry.page_id, 0) + 1
     saved = SavedState.of(record)
-    selection = select(PageTable(pages), {}, record.budget, SelectorPolicy(), saved.recency)
+    table = PageTable(pages)
+    selection = select(table, {}, record.budget, SelectorPolicy(), saved.recency)
+    prompt = render(SessionState(record=record, pages=table), selection).prompt
     return SessionReport(
         record=record,
         pages=pages,
         staged=staged,
         selection=selection,
-        journal=journal,
+        journal=journal[-JOURNAL_ROWS:],
         journal_counts=counts,
         faults=faults,
         tool_calls=len(calls),
         hits=saved.hits,
         duplicate_signature=saved.duplicate_signature,
+        prompt=prompt,
+        lifecycle=_lifecycle(journal, faults),
     )
 
 
@@ -101,7 +190,7 @@ async def load_report(db: Path, session_id: str) -> SessionReport:
 
 
 def _clip(text: str, limit: int = CELL_MAX) -> str:
-    text = " ".join(text.split())
+    text = visible(" ".join(text.split()))
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -131,6 +220,7 @@ PAGE_HEADERS = ["page", "type", "scope", "pin", "floor", "ver", "resident", "tok
 HTML_PAGE_HEADERS = [*PAGE_HEADERS[:7], "why", *PAGE_HEADERS[7:]]
 JOURNAL_HEADERS = ["txn", "turn", "page", "op", "status", "commit", "ver", "reasons"]
 FAULT_HEADERS = ["turn", "fault", "page / tool", "detail"]
+LIFECYCLE_HEADERS = ["turn", "event", "page / tool", "outcome", "detail"]
 NUMERIC = {"ver", "tokens", "full", "staged", "txn", "turn", "count"}
 
 
@@ -148,6 +238,16 @@ def _journal_rows(report: SessionReport) -> list[list[str]]:
         ]
         for e in report.journal
     ]
+
+
+def _lifecycle_rows(report: SessionReport) -> list[list[str]]:
+    return [[str(ev.turn), ev.kind, ev.subject, ev.outcome, ev.detail] for ev in report.lifecycle]
+
+
+def _lifecycle_head(report: SessionReport) -> str:
+    n = report.boundaries
+    state = "ended" if report.record.ended else "open"
+    return f"{n} boundary{'' if n == 1 else ' events'} so far, state {state} at turn {report.record.turn}"
 
 
 def _fault_rows(report: SessionReport) -> list[list[str]]:
@@ -195,7 +295,7 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
 def render_text(report: SessionReport) -> str:
     summary = _summary(report)
     sel = report.selection
-    parts = ["clawvm-mcp session report  " + "  ".join(f"{k} {v}" for k, v in summary[:6]), ""]
+    parts = ["clawvm-mcp session report  " + "  ".join(visible(f"{k} {v}") for k, v in summary[:6]), ""]
     parts.append(
         f"PAGES  resident = what the next context_assemble at budget {sel.budget} would choose: "
         f"{sel.tokens_used}/{sel.budget} tokens"
@@ -205,6 +305,16 @@ def render_text(report: SessionReport) -> str:
             f"!! physical insufficiency: {sel.shortfall_tokens} tokens short for {', '.join(sel.unmet_required)}"
         )
     parts += [_table(PAGE_HEADERS, _page_rows(report)), ""]
+    parts += [
+        f"PROMPT  the text the next context_assemble at budget {sel.budget} would build "
+        f"({len(report.prompt)} characters; control characters shown escaped)",
+        visible(report.prompt, keep="\n\t") or "(empty)",
+        "",
+        f"LIFECYCLE  {_lifecycle_head(report).replace(', state', '  state')}",
+        f"({LIFECYCLE_UNKNOWN})",
+        _table(LIFECYCLE_HEADERS, _lifecycle_rows(report)),
+        "",
+    ]
     counts = ", ".join(f"{k} {v}" for k, v in sorted(report.journal_counts.items())) or "empty"
     parts += [
         f"JOURNAL  {counts}  (last {len(report.journal)} rows)",
@@ -248,11 +358,13 @@ overflow:hidden;background:var(--bg);border:1px solid var(--line);margin:.4rem 0
 .t-preference{background:#d08a16}.t-evidence{background:#c2417a}.t-conversation{background:#7a8694}
 .legend span{margin-right:1rem;white-space:nowrap}.legend i{display:inline-block;width:.8rem;height:.8rem;
 border-radius:2px;margin-right:.3rem;vertical-align:-1px}
+pre.prompt{background:var(--bg);border:1px solid var(--line);border-radius:6px;padding:.6rem .75rem;font-size:12px;
+white-space:pre-wrap;word-break:break-word;max-height:40rem;overflow:auto}
 """
 
 
 def _e(text: object) -> str:
-    return html.escape(str(text), quote=True)
+    return html.escape(visible(str(text)), quote=True)
 
 
 def _html_table(headers: list[str], rows: list[str]) -> str:
@@ -316,6 +428,10 @@ def render_html(report: SessionReport) -> str:
     fault_count_rows = ["<tr>" + _td(k) + _td(v, True) + "</tr>" for k, v in report.fault_counts.items()]
     fault_rows = ["<tr>" + "".join(_td(c, i == 0) for i, c in enumerate(row)) + "</tr>" for row in _fault_rows(report)]
     journal_counts = ", ".join(f"{k} {v}" for k, v in sorted(report.journal_counts.items())) or "empty"
+    lifecycle_rows = [
+        "<tr>" + "".join(_td(c, i == 0) for i, c in enumerate(row)) + "</tr>" for row in _lifecycle_rows(report)
+    ]
+    prompt = html.escape(visible(report.prompt, keep="\n\t"), quote=True) or "(empty)"
     title = f"clawvm-mcp session {r.session_id}"
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
@@ -330,6 +446,11 @@ def render_html(report: SessionReport) -> str:
 would choose: {sel.tokens_used} of {sel.budget} tokens.</p>{warn}
 <div class="bar">{bar}</div><p class="legend muted">{legend}</p>
 {_html_table(HTML_PAGE_HEADERS, page_rows)}
+<h2>Prompt</h2><p class="muted">The text the next <code>context_assemble</code> at budget {sel.budget} would build
+({len(report.prompt)} characters; control characters shown escaped).</p>
+<pre class="prompt">{prompt}</pre>
+<h2>Lifecycle</h2><p class="muted">{_e(_lifecycle_head(report))}. {_e(LIFECYCLE_UNKNOWN)}.</p>
+{_html_table(LIFECYCLE_HEADERS, lifecycle_rows)}
 <h2>Journal</h2><p class="muted">{_e(journal_counts)} (last {len(report.journal)} rows)</p>
 {_html_table(JOURNAL_HEADERS, journal_rows)}
 <h2>Faults</h2><p class="muted">total {len(report.faults)} · hits {report.hits} · duplicate_signature

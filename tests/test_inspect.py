@@ -175,3 +175,94 @@ def test_cli_inspect_with_html(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert out.read_text(encoding="utf-8").startswith("<!doctype html>")
     assert main(["inspect", "--db", str(db), "--session", "nope"]) == 2
     assert "no session 'nope'" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------ issue 15: escapes, lifecycle, prompt
+
+OSC52 = "\x1b]52;c;cm0gLXJmIH4=\x07"  # a clipboard write: a terminal that receives it raw sets the clipboard
+CSI_C1 = "\x9b2J"  # the 8-bit CSI: clears the screen on terminals that honour C1 controls
+BIDI = "\u202e"  # right-to-left override: reorders what the reader sees
+
+
+async def build_hostile(db: Path) -> None:
+    """Page content, a title and a tool result carrying terminal control sequences."""
+    store = await SQLiteStore.open(db)
+    try:
+        engine = ClawVMEngine(store)
+        await engine.session_start("h1", budget=2000)
+        await engine.write("h1", WriteRequest("create", "rules", PROV, "bootstrap", f"# Rules {OSC52}\n- be careful"))
+        await engine.write(
+            "h1", WriteRequest("create", "notes", PROV, "preference", f"t\x1b[31mred\nx{CSI_C1} {BIDI}evil")
+        )
+        await engine.tool_execute("h1", "cat", {"path": "log"}, f"line one\nbell\x07 {OSC52} end")
+    finally:
+        await store.close()
+
+
+def _no_controls(text: str) -> None:
+    bad = sorted({hex(ord(c)) for c in text if (ord(c) < 32 and c not in "\n") or 0x7F <= ord(c) < 0xA0})
+    assert not bad, f"raw control characters reached the output: {bad}"
+    assert BIDI not in text
+
+
+async def test_control_characters_are_shown_never_sent_raw(tmp_path: Path) -> None:
+    db = tmp_path / "hostile.db"
+    await build_hostile(db)
+    out = tmp_path / "r.html"
+    text = await inspect_session(db, "h1", out)
+    page = out.read_text(encoding="utf-8")
+    for rendered in (text, page):
+        _no_controls(rendered)
+        assert r"\x1b]52;c;cm0gLXJmIH4=\x07" in rendered  # visible, so a reader sees what the page holds
+        assert r"\x9b2J" in rendered and r"\u202e" in rendered
+    assert r"t\x1b[31mred" in page  # the title (the first line), shown in the HTML page table
+
+
+async def test_prompt_text_is_what_context_assemble_would_build(db: Path) -> None:
+    async def assemble() -> AssembleResult:
+        store = await SQLiteStore.open(db)
+        try:
+            engine = ClawVMEngine(store)
+            await engine.session_start("s1")  # settles the staged row, which inspect shows as staged
+            return await engine.assemble("s1")
+        finally:
+            await store.close()
+
+    await assemble()
+    report = await load_report(db, "s1")
+    assert report.prompt == (await assemble()).prompt
+    assert report.prompt.startswith('<page id="rules" type="bootstrap" v="1" level="full">\n# Deploy rules')
+    text = await inspect_session(db, "s1")
+    assert "PROMPT  the text the next context_assemble at budget 600 would build" in text
+    assert '<page id="plan/main" type="plan" v="2" level="full">' in text  # the settled append
+
+
+async def test_lifecycle_history_shows_boundary_outcomes_and_faults_by_turn(db: Path, tmp_path: Path) -> None:
+    text = await inspect_session(db, "s1", tmp_path / "r.html")
+    head = next(ln for ln in text.splitlines() if ln.startswith("LIFECYCLE"))
+    assert "1 boundary" in head and "state open" in head
+    rows = [[c.strip() for c in ln.split("│")[1:-1]] for ln in text.split("LIFECYCLE", 1)[1].splitlines()]
+    rows = [r for r in rows if r and r[0].isdigit()]
+    assert ["0", "boundary write", "plan/main", "lost", "FLUSH_MISS: compaction"] in rows
+    assert ["0", "boundary write", "plan/main", "validated", "staged, waits for the next boundary"] in rows
+    assert ["0", "fault", "plan/main", "flush_miss", "dirty at compaction, not committed"] in rows
+    assert "not stored" in text.split("LIFECYCLE", 1)[1]  # says what it cannot show
+    html_page = (tmp_path / "r.html").read_text(encoding="utf-8")
+    assert "<h2>Lifecycle</h2>" in html_page and "<h2>Prompt</h2>" in html_page
+
+
+async def test_inspect_reads_while_a_writer_holds_the_lock(db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Read-only: inspecting a live session must not need the write lock the serving process holds."""
+    import sqlite3
+
+    monkeypatch.setenv("CLAWVM_STORE_TIMEOUT", "0.3")
+    before = db.read_bytes()
+    writer = sqlite3.connect(db, isolation_level=None)
+    try:
+        writer.execute("BEGIN IMMEDIATE")
+        text = await inspect_session(db, "s1")
+        writer.execute("ROLLBACK")
+    finally:
+        writer.close()
+    assert "PAGES  resident" in text
+    assert db.read_bytes() == before
