@@ -11,23 +11,32 @@ file                      page type
 AGENTS.md, SOUL.md,       ``bootstrap`` (hard-pinned; never below its structured floor)
 IDENTITY.md
 USER.md, TOOLS.md         ``preference`` (key = section heading, value = the section's first words)
-MEMORY.md                 ``constraint`` for a section of rules (its heading names rules, constraints,
-                          red lines, never/always/must, ...; or at least half of its list items start
-                          with never/always/must/do not/don't/avoid), else ``preference``
+MEMORY.md                 the heading decides: one naming rules (rules, constraints, red lines, never,
+                          must, ...) is a ``constraint``, one naming preferences (preferences, likes,
+                          style, ...) a ``preference``; only under any other heading do the items
+                          decide (``constraint`` when at least half start with never/always/must/do
+                          not/don't/avoid)
 ========================  ==========================================================================
 
-Page ids are ``ws/<file stem>/<heading slug>`` (``intro`` for text before the first heading; a repeated heading
-gets ``-2``, ``-3``). Re-importing is idempotent: a page whose content, fields and provenance are unchanged is not
-written at all; a changed one is ``set`` with ``base_version``; a MEMORY.md section that changed between
-constraint and preference is unpinned, tombstoned and created again under its new type. Pages of an earlier
-import whose section is gone are reported as stale and left in place (bootstrap pages cannot be deleted).
+Page ids are ``ws/<file stem>/<NNN>``, the section's ordinal in its file: the prompt orders pages of a type by id,
+so ordinals keep a file's sections in file order, and a section inserted or moved updates the pages after it in
+place (bootstrap pages can be neither deleted nor unpinned, so ids that followed headings would leave duplicates).
+Re-importing is idempotent: a page whose content, fields and provenance are unchanged is not written at all; a
+changed one is ``set`` with ``base_version``; a MEMORY.md section that changed between constraint and preference is
+unpinned, tombstoned and created again under its new type. Pages of an earlier import whose section is gone are
+reported as stale and left in place. Only regular files directly in the workspace are read: a symbolic link, a
+device, a FIFO or a directory under a workspace name is refused with its reason, and so is a file over the size
+cap (``--max-file-bytes``).
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import os
 import re
+import stat
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -45,6 +54,8 @@ from .store import SQLiteStore, StoreError
 
 FileKind = Literal["bootstrap", "preference", "memory"]
 Action = Literal["created", "updated", "retyped", "unchanged", "rejected"]
+MAX_FILE_BYTES = 64 * 1024
+MAX_SECTIONS = 999
 
 WORKSPACE_FILES: dict[str, FileKind] = {
     "AGENTS.md": "bootstrap",
@@ -62,6 +73,10 @@ _LIST_ITEM = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+(.*)$")
 _RULE_HEADING = re.compile(
     r"\b(rules?|constraints?|red[ -]lines?|never|always|must|policy|policies|guardrails?|boundaries|limits?|"
     r"requirements?|do not|don'?ts?|forbidden|prohibited)\b",
+    re.IGNORECASE,
+)
+_PREFERENCE_HEADING = re.compile(
+    r"\b(preferences?|prefers?|likes?|dislikes?|tastes?|style|favou?rites?|interests?|about|profile)\b",
     re.IGNORECASE,
 )
 _RULE_ITEM = re.compile(r"^(?:\*\*)?(never|always|must|do not|don'?t|avoid)\b", re.IGNORECASE)
@@ -93,6 +108,14 @@ class ImportedPage:
     reasons: list[str] = field(default_factory=lambda: [])
 
 
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A workspace file the importer would not read, and why."""
+
+    file: str
+    reason: str
+
+
 @dataclass(slots=True)
 class ImportReport:
     session_id: str
@@ -101,13 +124,14 @@ class ImportReport:
     files: list[str]
     pages: list[ImportedPage]
     stale: list[str]
+    refused: list[Refusal] = field(default_factory=lambda: [])
 
     def count(self, action: Action) -> int:
         return sum(1 for p in self.pages if p.action == action)
 
     @property
     def ok(self) -> bool:
-        return self.count("rejected") == 0
+        return self.count("rejected") == 0 and not self.refused
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -117,6 +141,7 @@ class ImportReport:
             "files": self.files,
             "pages": [asdict(p) for p in self.pages],
             "stale": self.stale,
+            "refused": [asdict(r) for r in self.refused],
             "counts": {a: self.count(a) for a in ("created", "updated", "retyped", "unchanged", "rejected")},
         }
 
@@ -179,9 +204,12 @@ def _strip_markup(line: str) -> str:
 
 
 def is_rule_section(section: Section) -> bool:
-    """A MEMORY.md section of rules: its heading says so, or most of its list items are imperatives."""
+    """A MEMORY.md section of rules: its heading says so; under a heading that names neither rules nor preferences,
+    most of its list items are imperatives (a "Preferences" section whose items say "avoid" is still preferences)."""
     if section.heading is not None and _RULE_HEADING.search(section.heading):
         return True
+    if section.heading is not None and _PREFERENCE_HEADING.search(section.heading):
+        return False
     items = [m.group(1).strip() for ln in section.text.splitlines() if (m := _LIST_ITEM.match(ln))]
     rules = [i for i in items if _RULE_ITEM.match(i)]
     return bool(items) and 2 * len(rules) >= len(items)
@@ -198,13 +226,10 @@ def plan_file(name: str, text: str, kind: FileKind) -> list[PlannedPage]:
     """The pages one workspace file becomes, in file order; ``name`` is its path relative to the workspace."""
     stem = slugify(Path(name).stem) or "file"
     planned: list[PlannedPage] = []
-    seen: dict[str, int] = {}
-    for section in split_sections(text):
-        slug = slugify(section.heading) if section.heading is not None else "intro"
-        slug = slug or f"section-l{section.line}"
-        seen[slug] = seen.get(slug, 0) + 1
-        if seen[slug] > 1:
-            slug = f"{slug}-{seen[slug]}"
+    sections = split_sections(text)
+    if len(sections) > MAX_SECTIONS:
+        raise EngineError(f"{name} has {len(sections)} sections; the importer takes at most {MAX_SECTIONS} per file")
+    for ordinal, section in enumerate(sections, start=1):
         page_type: PageType
         if kind == "bootstrap":
             page_type = "bootstrap"
@@ -214,24 +239,67 @@ def plan_file(name: str, text: str, kind: FileKind) -> list[PlannedPage]:
             page_type = "constraint" if is_rule_section(section) else "preference"
         fields = _preference_fields(section, name) if page_type == "preference" else None
         planned.append(
-            PlannedPage(f"{PAGE_PREFIX}{stem}/{slug}", page_type, section.text, f"ext:{name}#L{section.line}", fields)
+            PlannedPage(
+                f"{PAGE_PREFIX}{stem}/{ordinal:03d}", page_type, section.text, f"ext:{name}#L{section.line}", fields
+            )
         )
     return planned
 
 
 def find_workspace_files(directory: Path) -> list[tuple[str, Path, FileKind]]:
-    """Known files directly in ``directory`` (file names matched case-insensitively), in mapping order."""
-    present = {p.name.upper(): p for p in directory.iterdir() if p.is_file()} if directory.is_dir() else {}
+    """Entries directly in ``directory`` named like a workspace file (case-insensitively), in mapping order; what
+    kind of entry each is gets checked when it is read."""
+    present = {p.name.upper(): p for p in sorted(directory.iterdir())} if directory.is_dir() else {}
     return [(path.name, path, kind) for name, kind in WORKSPACE_FILES.items() if (path := present.get(name.upper()))]
 
 
-def plan_workspace(directory: Path) -> tuple[list[str], list[PlannedPage]]:
-    files = find_workspace_files(directory)
+def read_workspace_file(path: Path, max_bytes: int) -> str | Refusal:
+    """The file's text, or why it is refused: only a regular file (not a symbolic link, device, FIFO or directory)
+    of at most ``max_bytes`` is read. The checks are made on the opened descriptor (``O_NOFOLLOW``, ``fstat``), so
+    the entry cannot be swapped for a link between the check and the read, and a FIFO cannot block the open."""
+    name = path.name
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            target = os.readlink(path) if path.is_symlink() else "?"
+            return Refusal(
+                name, f"{name} is a symbolic link (to {target}); only regular files in the workspace are read"
+            )
+        return Refusal(name, f"{name} cannot be opened: {exc.strerror}")
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        kind = "a directory" if stat.S_ISDIR(info.st_mode) else "a device, FIFO or socket"
+        return Refusal(name, f"{name} is not a regular file ({kind}); only regular files are read")
+    with os.fdopen(fd, "rb") as handle:
+        if info.st_size > max_bytes:
+            return Refusal(
+                name,
+                f"{name} is {info.st_size} bytes, over the {max_bytes}-byte cap per file "
+                "(split it, or raise --max-file-bytes)",
+            )
+        data = handle.read(max_bytes + 1)
+    if len(data) > max_bytes:  # it grew after fstat
+        return Refusal(name, f"{name} is over the {max_bytes}-byte cap per file (split it, or raise --max-file-bytes)")
+    return data.decode("utf-8-sig", errors="replace")
+
+
+def plan_workspace(
+    directory: Path, max_file_bytes: int = MAX_FILE_BYTES
+) -> tuple[list[str], list[PlannedPage], list[Refusal]]:
+    """The files read, the pages they become (each file's sections in file order) and the files refused."""
+    names: list[str] = []
     pages: list[PlannedPage] = []
-    for name, path, kind in files:
-        text = path.read_text(encoding="utf-8-sig", errors="replace")
+    refused: list[Refusal] = []
+    for name, path, kind in find_workspace_files(directory):
+        text = read_workspace_file(path, max_file_bytes)
+        if isinstance(text, Refusal):
+            refused.append(text)
+            continue
+        names.append(name)
         pages.extend(plan_file(name, text, kind))
-    return [name for name, _, _ in files], pages
+    return names, pages, refused
 
 
 # ---------------------------------------------------------------------------------------------- writing
@@ -299,10 +367,11 @@ async def import_workspace(
     directory: Path,
     project_id: str = "default",
     budget: int | None = None,
+    max_file_bytes: int = MAX_FILE_BYTES,
 ) -> ImportReport:
     """Start (or resume) the session and bring its project's ``ws/`` pages in line with the workspace files."""
-    files, planned = plan_workspace(directory)
-    if not files:
+    files, planned, refused = plan_workspace(directory, max_file_bytes)
+    if not files and not refused:
         raise EngineError(f"no workspace files in {directory} (looked for {', '.join(WORKSPACE_FILES)})")
     started = await engine.session_start(session_id, project_id, budget)
     current = {p.page_id: p for p in await engine.pages(session_id)}
@@ -313,7 +382,7 @@ async def import_workspace(
         for p in await engine.pages(session_id)
         if p.page_id.startswith(PAGE_PREFIX) and p.page_id not in wanted and p.provenance.source == "import"
     )
-    return ImportReport(session_id, started.project_id, str(directory), files, results, stale)
+    return ImportReport(session_id, started.project_id, str(directory), files, results, stale, refused)
 
 
 # ---------------------------------------------------------------------------------------------- CLI
@@ -326,6 +395,7 @@ def render(report: ImportReport) -> str:
         + "".join(f"\n           {r}" for r in p.reasons)
         for p in report.pages
     ]
+    lines += [f"refused    {r.file}  {r.reason}" for r in report.refused]
     lines += [f"stale      {pid}  (its section is gone from the workspace; left in place)" for pid in report.stale]
     counts = ", ".join(f"{report.count(a)} {a}" for a in ("created", "updated", "retyped", "unchanged", "rejected"))
     lines.append(
@@ -346,7 +416,9 @@ def cmd_import(args: argparse.Namespace) -> int:
         store = await SQLiteStore.open(db)
         try:
             engine = ClawVMEngine(store, config=EngineConfig(principal=args.principal))
-            return await import_workspace(engine, args.session, directory, args.project, args.budget)
+            return await import_workspace(
+                engine, args.session, directory, args.project, args.budget, args.max_file_bytes
+            )
         finally:
             await store.close()
 
@@ -356,7 +428,9 @@ def cmd_import(args: argparse.Namespace) -> int:
         print(f"Error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(report.to_json(), indent=2) if args.json else render(report))
-    if not report.ok:
+    if report.refused:
+        print(f"Error: {len(report.refused)} workspace file(s) refused (see the reasons above)", file=sys.stderr)
+    if report.count("rejected"):
         print(
             "Error: some sections were rejected (see the reasons above); a larger --budget fits more hard-pinned pages",
             file=sys.stderr,
@@ -372,8 +446,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Turn the workspace files in DIR into project pages with provenance ext:<file>#L<line>: "
         "AGENTS.md, SOUL.md and IDENTITY.md become hard-pinned bootstrap pages, USER.md and TOOLS.md preference "
         "pages, MEMORY.md sections constraint pages (rules) or preference pages. One page per # or ## section. "
-        "Re-running it writes only what changed. Exit status: 0 all written or unchanged, 1 some section "
-        "rejected, 2 usage or database error.",
+        "Re-running it writes only what changed. Symbolic links, devices and files over --max-file-bytes are "
+        "refused. Exit status: 0 all written or unchanged, 1 some section rejected or file refused, 2 usage or "
+        "database error.",
     )
     parser.add_argument("directory", type=Path, metavar="DIR", help="the workspace directory")
     parser.add_argument("--session", required=True, help="session id (started, or resumed, by the import)")
@@ -385,6 +460,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         type=int,
         default=None,
         help="token budget for a new session (default 4000); hard-pinned floors must fit in it",
+    )
+    parser.add_argument(
+        "--max-file-bytes",
+        type=int,
+        default=MAX_FILE_BYTES,
+        help=f"refuse a workspace file larger than this (default {MAX_FILE_BYTES})",
     )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.set_defaults(func=cmd_import)
