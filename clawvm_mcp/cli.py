@@ -105,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from .server import ServerConfig, create_server
-    from .store import SQLiteStore, StoreError
+    from .store import StoreError, open_store
 
     db = db_path(args)
     token = os.environ.get("CLAWVM_TOKEN")
@@ -117,7 +117,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
 
     async def check() -> None:  # fail before the transport opens, with one clear line
-        store = await SQLiteStore.open(db)
+        store = await open_store(db)
         await store.close()
 
     try:
@@ -139,10 +139,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_lifecycle(args: argparse.Namespace) -> int:
     from .engine import ClawVMEngine, EngineError
-    from .store import SQLiteStore, StoreError
+    from .store import StoreError, open_store
 
     async def run() -> str:
-        store = await SQLiteStore.open(db_path(args))
+        store = await open_store(db_path(args))
         try:
             engine = ClawVMEngine(store, config=EngineConfig(principal=args.principal, grants=grants(args.grant)))
             result = await engine.lifecycle(args.session, args.event)

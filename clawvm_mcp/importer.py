@@ -50,7 +50,7 @@ from .engine import ClawVMEngine, EngineConfig, EngineError
 from .engine.results import ReasonOut
 from .journal import WriteRequest
 from .pages import Fields, Page, PageType, Provenance
-from .store import SQLiteStore, StoreError
+from .store import StoreError, open_store
 
 FileKind = Literal["bootstrap", "preference", "memory"]
 Action = Literal["created", "updated", "retyped", "unchanged", "rejected"]
@@ -413,7 +413,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         return 2
 
     async def run() -> ImportReport:
-        store = await SQLiteStore.open(db)
+        store = await open_store(db)
         try:
             engine = ClawVMEngine(store, config=EngineConfig(principal=args.principal))
             return await import_workspace(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -40,6 +42,43 @@ def _stop_unclosed_stores(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
     for store in opened:
         store._conn.stop()  # aiosqlite's public stop(): a no-op for a connection already closed
+
+
+PG_ENV = "CLAWVM_TEST_PG"  # postgresql://... of a server where tests may create and drop databases
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_kind(request: pytest.FixtureRequest) -> str:
+    """Which store a store-level test runs on: SQLite always, PostgreSQL when CLAWVM_TEST_PG names a server."""
+    kind = str(request.param)
+    if kind == "postgres" and not os.environ.get(PG_ENV):
+        pytest.skip(f"PostgreSQL store: set {PG_ENV}=postgresql://... (.ci/run starts a server and sets it)")
+    return kind
+
+
+@pytest.fixture
+async def store_db(store_kind: str, tmp_path: Path) -> AsyncIterator[str | Path]:
+    """A fresh, empty database of ``store_kind`` for one test, given as ``open_store`` takes it (a file path, or
+    the URL of a new PostgreSQL database dropped when the test ends)."""
+    if store_kind == "sqlite":
+        yield tmp_path / "store.db"
+        return
+    import asyncpg
+
+    admin_url = os.environ[PG_ENV]
+    name = f"clawvm_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(admin_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    base, _, query = admin_url.partition("?")
+    yield base.rsplit("/", 1)[0] + "/" + name + (f"?{query}" if query else "")
+    admin = await asyncpg.connect(admin_url)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
 
 
 @pytest.fixture

@@ -43,7 +43,7 @@ from ..engine import ClawVMEngine, EngineConfig, EngineError
 from ..engine.results import AssembleResult, PageSummary
 from ..journal import WriteRequest
 from ..pages import Pin, Provenance
-from ..store import SQLiteStore, StoreError
+from ..store import StoreError, open_store
 from ..tokens import TokenCounter
 from .cc_config import HookConfig, is_memory_tool, load_config
 from .cc_context import Block, changed_blocks, fit, header, manifest, split_blocks
@@ -533,7 +533,7 @@ async def run_hook(event: Event, stdin_text: str, options: HookOptions, env: Map
         mark_ending(HookState(state_dir_for(options.db)), payload, project_id_for(directory), messages)
     existed = options.db.exists()
     try:
-        store = await SQLiteStore.open(options.db)
+        store = await open_store(options.db)
     except (StoreError, OSError) as exc:
         return failure(event, f"cannot open the memory database {options.db}: {exc}", messages)
     if note := _db_note(options.db, existed, payload):

@@ -44,7 +44,7 @@ from ..engine.results import (
 )
 from ..journal import WriteRequest
 from ..pages import Provenance
-from ..store import SQLiteStore, StoreError
+from ..store import StoreError, open_store
 from ..tokens import TokenCounter
 from .middleware import (
     check_prompt_arguments,
@@ -159,7 +159,7 @@ def create_server(config: ServerConfig | None = None) -> MCPServer[AppState]:
 
     @asynccontextmanager
     async def lifespan(server: MCPServer[AppState]) -> AsyncGenerator[AppState, None]:
-        store = await SQLiteStore.open(cfg.db)
+        store = await open_store(cfg.db)
         engine_cfg = replace(cfg.engine, principal=cfg.principal)
         log.info("clawvm-mcp %s: db %s, principal %s", __version__, cfg.db, cfg.principal)
         engine = ClawVMEngine(store, TokenCounter(), engine_cfg)
