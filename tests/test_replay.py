@@ -58,6 +58,10 @@ BAD = [
     ),
     ([START, '{"op":"assemble","turn":1,"budget":5}'], "t.jsonl:2: unknown key 'budget' for op 'assemble'"),
     ([START, '{"op":"recall","turn":1,"query":"q","backend":"maybe"}'], "t.jsonl:2: backend must be ok"),
+    (
+        [START, '{"op":"tool","turn":1,"name":"Bash","args":{},"idempotent":"no"}'],
+        "t.jsonl:2: 'idempotent' must be true or false, got 'no'",
+    ),
     (['{"op":"session_start","session":"bad id!"}'], "t.jsonl:1: session id 'bad id!'"),
     ([], "t.jsonl: empty trace"),
 ]
@@ -178,7 +182,8 @@ def test_clawvm_and_lru_have_no_faults_wherever_the_floor_fits(sweep_rows: list[
             if row["fits"]:
                 assert row["faults_total"] == 0, row
             else:
-                assert row["physical_insufficiency"] > 0  # reported, never a silent zero-fault success
+                short = row["physical_insufficiency"]
+                assert isinstance(short, int) and short > 0  # reported, never a silent zero-fault success
     assert any(not r["fits"] for r in _rows(sweep_rows, trace="starvation"))
 
 
@@ -263,3 +268,62 @@ async def test_via_mcp_gives_identical_counts() -> None:
         remote = (await replay(trace, "clawvm", budget, await McpBackend.launch())).metrics
         for key in ("faults", "faults_total", "duplicate_signature", "hits", "thrash", "physical_insufficiency"):
             assert remote[key] == local[key], key
+
+
+# ---------------------------------------------------------------- tool idempotency and what MCP cannot carry
+
+REPEATS = [
+    START,
+    '{"op":"tool","turn":1,"name":"run","args":{"cmd":"pytest"}%s}',
+    '{"op":"assemble","turn":1}',
+    '{"op":"tool","turn":2,"name":"run","args":{"cmd":"pytest"}%s}',
+    '{"op":"assemble","turn":2}',
+]
+
+
+def _repeats(flag: str) -> list[str]:
+    return [line % flag if "%s" in line else line for line in REPEATS]
+
+
+def test_tool_events_are_idempotent_unless_they_say_not() -> None:
+    default = parse_lines(_repeats(""), "t.jsonl").events[1]
+    assert default.op == "tool" and default.idempotent is True
+    assert parse_lines(_repeats(',"idempotent":false'), "t.jsonl").events[1].idempotent is False
+
+
+async def test_a_non_idempotent_repeat_is_never_answered_from_memory() -> None:
+    from clawvm_mcp.replay.mcp_backend import McpBackend
+
+    same = parse_lines(_repeats(""), "same.jsonl")
+    write_like = parse_lines(_repeats(',"idempotent":false'), "write_like.jsonl")
+    assert (await replay(same, "clawvm")).metrics["duplicate_signature"] == 1
+    local = (await replay(write_like, "clawvm")).metrics
+    assert local["duplicate_signature"] == 0
+    remote = (await replay(write_like, "clawvm", None, await McpBackend.launch())).metrics
+    assert remote["duplicate_signature"] == 0 and remote["faults"] == local["faults"]
+
+
+UTILITY = [
+    START,
+    '{"op":"page","turn":1,"page":{"page_id":"a","type":"evidence","content":"some text","base_utility":2.5}}',
+    '{"op":"assemble","turn":1}',
+]
+
+
+async def test_via_mcp_refuses_a_trace_that_sets_utilities() -> None:
+    """page_write cannot carry base_utility/recompute_cost: a --via mcp replay refuses, never silently ignores."""
+    from clawvm_mcp.replay import ReplayError
+    from clawvm_mcp.replay.mcp_backend import McpBackend
+
+    trace = parse_lines(UTILITY, "u.jsonl")
+    assert (await replay(trace, "clawvm")).metrics["faults_total"] == 0  # in process it replays
+    with pytest.raises(ReplayError, match=r"^u.jsonl:2: page 'a' sets base_utility/recompute_cost, which MCP cannot"):
+        await replay(trace, "clawvm", None, await McpBackend.launch())
+
+
+def test_cli_via_mcp_names_the_utility_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "u.jsonl"
+    path.write_text("\n".join(UTILITY) + "\n")
+    assert cli_main(["replay", str(path), "--via", "mcp"]) == 2
+    err = capsys.readouterr().err
+    assert "u.jsonl:2: page 'a' sets base_utility/recompute_cost" in err and "without --via mcp" in err

@@ -14,7 +14,14 @@ import pytest
 
 from clawvm_mcp.pages import MAX_PAGE_BYTES
 from clawvm_mcp.replay import POLICY_NAMES, load_trace, replay
-from clawvm_mcp.replay.claude_code import Converted, ConvertError, convert, convert_file, convert_lines
+from clawvm_mcp.replay.claude_code import (
+    IDEMPOTENT_TOOLS,
+    Converted,
+    ConvertError,
+    convert,
+    convert_file,
+    convert_lines,
+)
 
 pytestmark = pytest.mark.anyio
 SESSIONS = Path(__file__).parents[2] / "shared" / "data" / "claude-code-sessions"
@@ -346,6 +353,26 @@ def test_unchanged_repeat_is_demanded_before_it_runs_and_a_read_after_edit_is_no
     assert c.counts["repeats_demanded"] == 1
 
 
+def test_write_like_tools_are_marked_not_idempotent() -> None:
+    """Claude Code's read-only tools keep the default; everything else (Edit, Bash, TodoWrite, ...) says false."""
+    c = convert_lines(transcript(), "t.jsonl")
+    flags = [(t["name"], t.get("idempotent", True)) for t in ops(c, "tool")]
+    assert flags == [
+        ("Read", True),
+        ("Read", True),
+        ("TodoWrite", False),
+        ("Bash", False),
+        ("Grep", True),
+        ("Read", True),
+        ("Edit", False),
+        ("Read", True),
+        ("Bash", False),
+    ]
+    assert all("idempotent" not in t for t in ops(c, "tool") if t["name"] in ("Read", "Grep"))
+    events = [e for e in c.trace.events if e.op == "tool"]
+    assert [e.idempotent for e in events] == [f for _, f in flags]  # parsed back as the replay sees them
+
+
 def test_step_turns_follow_model_calls() -> None:
     c = convert_lines(transcript(), "t.jsonl", turns="step")
     assert c.counts["turns"] == 11
@@ -458,7 +485,7 @@ def test_truncated_last_line_is_skipped_with_a_warning(tmp_path: Path) -> None:
 async def test_tool_call_without_result_is_recorded_and_replays() -> None:
     lines = [prompt("list files"), *assistant("msg_1", use("toolu_1", "Bash", command="ls"))]
     c = convert_lines(lines, "t.jsonl")
-    assert ops(c, "tool") == [{"op": "tool", "turn": 1, "name": "Bash", "args": {"command": "ls"}}]
+    assert ops(c, "tool") == [{"op": "tool", "turn": 1, "name": "Bash", "args": {"command": "ls"}, "idempotent": False}]
     assert c.counts["unanswered_tool_calls"] == 1
     assert c.warnings == ("t.jsonl:2: Bash call has no tool_result in the log",)
     assert (await replay(c.trace, "clawvm", 500)).metrics["faults_total"] == 0
@@ -546,6 +573,7 @@ def test_real_logs_keep_every_tool_call(real_logs: list[Path]) -> None:
         assert c.counts["model_calls"] == model_calls == len(ops(c, "assemble"))
         assert c.counts["unanswered_tool_calls"] == 0 and c.warnings == ()
         assert all(t["result_page"] for t in ops(c, "tool"))
+        assert all(t.get("idempotent", True) is (t["name"] in IDEMPOTENT_TOOLS) for t in ops(c, "tool"))
         assert c.records[-1]["op"] == "session_end"
         total += names.total() + side
         assert c.skipped.get("sidechain", 0) > 0 if side else "sidechain" not in c.skipped

@@ -25,12 +25,17 @@ from .trace import Backend as RecallBackend
 
 
 class Backend(Protocol):
+    # whether set_utility takes effect; a replay of a trace that sets utilities refuses a backend that cannot
+    per_page_utility: bool
+
     async def session_start(self, session: str, project: str, budget: int) -> SessionStartResult: ...
     async def write(self, session: str, req: WriteRequest) -> WriteResult: ...
     async def assemble(
         self, session: str, budget: int, demands: Sequence[tuple[str, str]], future: Mapping[str, int] | None
     ) -> AssembleResult: ...
-    async def tool(self, session: str, name: str, args: Mapping[str, object], result: str) -> ToolExecuteResult: ...
+    async def tool(
+        self, session: str, name: str, args: Mapping[str, object], result: str, idempotent: bool
+    ) -> ToolExecuteResult: ...
     async def recall(
         self, session: str, query: str, page_type: str | None, backend: RecallBackend
     ) -> RecallResult | None: ...
@@ -51,6 +56,8 @@ class Backend(Protocol):
 class EngineBackend:
     """The real engine over an in-memory store; also answers the policy-independent floor check."""
 
+    per_page_utility = True
+
     def __init__(self, policy: ReplayPolicy) -> None:
         self.engine = ClawVMEngine(MemoryStore(), config=EngineConfig(policy=policy.engine))
 
@@ -65,8 +72,10 @@ class EngineBackend:
     ) -> AssembleResult:
         return await self.engine.assemble(session, budget, demands, future)
 
-    async def tool(self, session: str, name: str, args: Mapping[str, object], result: str) -> ToolExecuteResult:
-        return await self.engine.tool_execute(session, name, args, result, idempotent=True)
+    async def tool(
+        self, session: str, name: str, args: Mapping[str, object], result: str, idempotent: bool
+    ) -> ToolExecuteResult:
+        return await self.engine.tool_execute(session, name, args, result, idempotent=idempotent)
 
     async def recall(
         self, session: str, query: str, page_type: str | None, backend: RecallBackend

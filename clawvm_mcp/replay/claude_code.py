@@ -465,8 +465,7 @@ class _Builder:
             return
         page_id = self._next_id("ev", _slug(call.name, 40))
         self._page(page_id, "evidence", item.text or "(empty result)")
-        args = _clean_value(dict(call.args))
-        self.records.append({"op": "tool", "turn": self.turn, "name": call.name, "args": args, "result_page": page_id})
+        self.records.append(_tool_record(self.turn, call, page_id))
         self.counts["tool_calls"] += 1
         self.results[_signature(call.name, call.args)] = (page_id, item.text)
         path = call.args.get("file_path")
@@ -477,12 +476,22 @@ class _Builder:
 
     def _unanswered(self) -> None:
         for call in self.pending.values():
-            args = _clean_value(dict(call.args))
-            self.records.append({"op": "tool", "turn": self.turn, "name": call.name, "args": args})
+            self.records.append(_tool_record(self.turn, call))
             self.counts["tool_calls"] += 1
             self.counts["unanswered_tool_calls"] += 1
             self.warnings.append(f"{self.where}:{call.line}: {call.name} call has no tool_result in the log")
         self.pending = {}
+
+
+def _tool_record(turn: int, call: _Item, result_page: str | None = None) -> Record:
+    """A trace tool event; a write-like call (any tool not in IDEMPOTENT_TOOLS) says ``"idempotent": false``, so
+    the replay, like the hook adapter, never answers its repeat from memory and lets it invalidate what it changed."""
+    record: Record = {"op": "tool", "turn": turn, "name": call.name, "args": _clean_value(dict(call.args))}
+    if result_page is not None:
+        record["result_page"] = result_page
+    if call.name not in IDEMPOTENT_TOOLS:
+        record["idempotent"] = False
+    return record
 
 
 # ---------------------------------------------------------------------------------------------- public API

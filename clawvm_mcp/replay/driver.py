@@ -131,8 +131,20 @@ class Replayer:
 
     # ------------------------------------------------------------------ events
 
+    def _refuse_unsupported(self) -> None:
+        """A trace feature the backend would drop changes what is measured: refuse it up front, naming the line."""
+        event = self.trace.first_utility
+        if event is not None and not self.backend.per_page_utility:
+            assert event.page is not None
+            raise ReplayError(
+                f"{self.trace.name}:{event.line}: page {event.page.page_id!r} sets base_utility/recompute_cost, "
+                "which MCP cannot carry (page_write has no such fields); replay this trace in process (without "
+                "--via mcp) or drop those fields"
+            )
+
     async def run(self) -> ReplayResult:
         try:
+            self._refuse_unsupported()
             for position, event in enumerate(self.trace.events):
                 self.position = position
                 try:
@@ -243,7 +255,7 @@ class Replayer:
         else:
             content = f"result of {event.name} {json.dumps(event.args, sort_keys=True)}"
         started = time.perf_counter_ns()
-        result = await self.backend.tool(sid, event.name, event.args, content)
+        result = await self.backend.tool(sid, event.name, event.args, content, event.idempotent)
         self._charge(sid, started)
         page_id = result.evidence_page_id
         if event.result_page:

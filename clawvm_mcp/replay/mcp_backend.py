@@ -36,6 +36,8 @@ M = TypeVar("M", bound=BaseModel)
 class McpBackend:
     """Speaks the DESIGN section 6 tools; knows nothing the server does not return."""
 
+    per_page_utility = False  # page_write has no base_utility / recompute_cost: the driver refuses such traces
+
     def __init__(self, client: Client, stack: AsyncExitStack) -> None:
         self.client = client
         self._stack = stack
@@ -102,7 +104,9 @@ class McpBackend:
             demands=[{"page_id": p, "fidelity": f} for p, f in demands],
         )
 
-    async def tool(self, session: str, name: str, args: Mapping[str, object], result: str) -> ToolExecuteResult:
+    async def tool(
+        self, session: str, name: str, args: Mapping[str, object], result: str, idempotent: bool
+    ) -> ToolExecuteResult:
         return await self._call(
             "tool_execute",
             ToolExecuteResult,
@@ -110,7 +114,7 @@ class McpBackend:
             tool=name,
             args=dict(args),
             result=result,
-            idempotent=True,
+            idempotent=idempotent,
         )
 
     async def recall(
@@ -140,7 +144,8 @@ class McpBackend:
     async def set_utility(
         self, session: str, page_id: str, base_utility: float | None, recompute: float | None
     ) -> None:
-        return None  # not expressible through page_write; workloads that need it replay in process only
+        """Not expressible through page_write: never silently dropped, since the driver refuses such a trace."""
+        raise EngineError(f"page {page_id!r}: base_utility / recompute_cost cannot be sent over MCP")
 
     async def close(self) -> None:
         await self._stack.aclose()

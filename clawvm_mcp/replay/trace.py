@@ -46,7 +46,7 @@ _KEYS: dict[str, frozenset[str]] = {
     "session_start": frozenset({"session", "budget", "project"}),
     "page": frozenset({"turn", "page", "dirty"}),
     "demand": frozenset({"turn", "page_id", "fidelity"}),
-    "tool": frozenset({"turn", "name", "args", "result_page"}),
+    "tool": frozenset({"turn", "name", "args", "result_page", "idempotent"}),
     "recall": frozenset({"turn", "query", "backend", "expect", "type"}),
     "assemble": frozenset({"turn"}),
     **{b: frozenset({"turn"}) for b in BOUNDARIES},
@@ -90,6 +90,7 @@ class Event:
     name: str = ""
     args: Mapping[str, object] = field(default_factory=lambda: {})
     result_page: str | None = None
+    idempotent: bool = True  # a tool event's: false for a write-like call, never answered from memory
     query: str = ""
     backend: Backend = "ok"
     expect: tuple[str, ...] = ()
@@ -108,6 +109,18 @@ class Trace:
     @property
     def has_token_pages(self) -> bool:
         return any(e.page is not None and e.page.tokens is not None for e in self.events)
+
+    @property
+    def first_utility(self) -> Event | None:
+        """The first page event that sets ``base_utility`` or ``recompute_cost`` (None: the trace sets neither)."""
+        return next(
+            (
+                e
+                for e in self.events
+                if e.page is not None and (e.page.base_utility is not None or e.page.recompute_cost is not None)
+            ),
+            None,
+        )
 
     @property
     def result_pages(self) -> frozenset[str]:
@@ -307,7 +320,19 @@ def _event(line: _Line, number: int, session: str | None, last_turn: int) -> Eve
             raise line.fail(f"tool name is {len(name)} characters; at most {MAX_TOOL_NAME}")
         result = data.get("result_page")
         result_page = None if result is None else line.page_id("result_page", result)
-        return Event(op, number, session, turn=turn, name=name, args=args, result_page=result_page)  # pyright: ignore
+        idempotent = data.get("idempotent", True)
+        if not isinstance(idempotent, bool):
+            raise line.fail(f"'idempotent' must be true or false, got {_shown(idempotent)}")
+        return Event(
+            op,
+            number,
+            session,
+            turn=turn,
+            name=name,
+            args=args,  # pyright: ignore[reportUnknownArgumentType]
+            result_page=result_page,
+            idempotent=idempotent,
+        )
     if op == "recall":
         backend = data.get("backend", "ok")
         if backend not in get_args(Backend):
