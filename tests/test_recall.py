@@ -321,6 +321,7 @@ async def test_migration_indexes_an_existing_database_and_shows_progress(
     path = tmp_path / "old.db"
     _v1_database(path, 45)
     monkeypatch.setattr(sqlite_store, "INDEX_PROGRESS_EVERY", 20)
+    monkeypatch.setattr(sqlite_store, "INDEX_BATCH", 10)  # 5 batches: progress where a multiple of 20 is passed
     with caplog.at_level(logging.INFO, logger="clawvm_mcp.store.sqlite"):
         store = await SQLiteStore.open(path)
     try:

@@ -182,6 +182,7 @@ MIGRATIONS: tuple[str, ...] = (
 SCHEMA_VERSION = len(MIGRATIONS)
 SEARCH_SCHEMA = 2  # the migration that built the recall index
 INDEX_PROGRESS_EVERY = 10_000  # pages between progress lines while a migration indexes a large store
+INDEX_BATCH = 1_000  # pages indexed per round trip to the connection's thread
 
 # A page commit as ONE statement: an insert into this per-connection TEMP view runs the compare-and-swap upsert,
 # settles the earlier staged rows and writes the new journal row in its trigger. In autocommit that statement is
@@ -436,25 +437,29 @@ class SQLiteStore:
         while rows := list(
             await c.execute_fetchall(
                 "SELECT namespace, page_id, deleted, body FROM pages WHERE (namespace, page_id) > (?, ?)"
-                " ORDER BY namespace, page_id LIMIT 1000",
-                after,
+                " ORDER BY namespace, page_id LIMIT ?",
+                (*after, INDEX_BATCH),
             )
         ):
-            for namespace, page_id, deleted, body in rows:
+            batch = []  # (docid, namespace, page_id, deleted, search text); page_docs is new, so docids are ours
+            for i, (namespace, page_id, deleted, body) in enumerate(rows, done + 1):
                 data = json.loads(body)
                 text = encode(columns(page_id, str(data.get("title", "")), data.get("fields") or {}, data["content"]))
-                await c.execute(
-                    "UPDATE pages SET search_text = ? WHERE namespace = ? AND page_id = ?", (text, namespace, page_id)
-                )
-                cur = await c.execute("INSERT INTO page_docs(namespace, page_id) VALUES (?, ?)", (namespace, page_id))
-                if not deleted:
-                    await c.execute(
-                        "INSERT INTO page_fts(rowid, ns, page_id, title, fields, content) VALUES (?,?,?,?,?,?)",
-                        (cur.lastrowid, namespace_token(namespace), *decode(text).as_tuple()),
-                    )
-                done += 1
-                if total >= INDEX_PROGRESS_EVERY and done % INDEX_PROGRESS_EVERY == 0:
-                    log.info("%s: recall index %d of %d pages", self.path, done, total)
+                batch.append((i, namespace, page_id, deleted, text))
+            await c.executemany(
+                "UPDATE pages SET search_text = ? WHERE namespace = ? AND page_id = ?",
+                [(b[4], b[1], b[2]) for b in batch],
+            )
+            await c.executemany(
+                "INSERT INTO page_docs(docid, namespace, page_id) VALUES (?,?,?)", [b[:3] for b in batch]
+            )
+            await c.executemany(
+                "INSERT INTO page_fts(rowid, ns, page_id, title, fields, content) VALUES (?,?,?,?,?,?)",
+                [(b[0], namespace_token(b[1]), *decode(b[4]).as_tuple()) for b in batch if not b[3]],
+            )
+            before, done = done, done + len(rows)
+            if total >= INDEX_PROGRESS_EVERY and done // INDEX_PROGRESS_EVERY > before // INDEX_PROGRESS_EVERY:
+                log.info("%s: recall index %d of %d pages", self.path, done, total)
             after = (rows[-1][0], rows[-1][1])
 
     async def _one(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Row | None:
