@@ -31,8 +31,9 @@ from .faults import FAULT_KINDS, FaultEvent, thrash
 from .page_table import PageTable
 from .pages import PROMPT_ORDER, Fidelity, Page
 from .selector import Selection, SelectorPolicy, select
-from .store import SQLiteStore
+from .store import open_store
 from .store.base import JournalEntry, SessionRecord
+from .store.open import database_url
 
 JOURNAL_ROWS = 50
 LIFECYCLE_ROWS = 10_000  # journal rows scanned for boundary writes
@@ -144,12 +145,14 @@ def _snapshot(db: Path, into: Path) -> None:
 
 
 async def load_report(db: Path, session_id: str) -> SessionReport:
-    if not Path(db).is_file():
+    url = database_url(db)  # a server database is read in place: the snapshot is a SQLite file's need
+    if url is None and not Path(db).is_file():
         raise LookupError(f"no database at {db}")
     with tempfile.TemporaryDirectory(prefix="clawvm-inspect-") as tmp:
         copy = Path(tmp) / "snapshot.db"
-        _snapshot(Path(db), copy)
-        store = await SQLiteStore.open(copy)
+        if url is None:
+            _snapshot(Path(db), copy)
+        store = await open_store(copy if url is None else url)
         try:
             record = await store.get_session(session_id)
             if record is None:

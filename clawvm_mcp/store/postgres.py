@@ -18,7 +18,11 @@ from contextlib import asynccontextmanager
 from typing import Any, ParamSpec, TypeVar
 
 import anyio
-import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type information
+
+try:  # the optional ``postgres`` extra; open_store turns its absence into one clear line
+    import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type information
+except ImportError as exc:
+    raise ImportError(f"PostgresStore needs asyncpg ({exc}): pip install 'clawvm-mcp[postgres]'") from exc
 
 from ..canonical import dumps
 from ..faults import FaultEvent

@@ -468,3 +468,16 @@ def test_serve_refuses_a_url_it_cannot_serve_in_one_line(tmp_path: Path, db: str
     assert done.stderr.strip().splitlines()[-1].startswith("Error: --db "), done.stderr
     assert "not a database clawvm-mcp can open" in done.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+async def test_postgres_without_asyncpg_is_refused_with_the_install_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "asyncpg", None)  # what a machine without the postgres extra sees
+    monkeypatch.delitem(sys.modules, "clawvm_mcp.store.postgres", raising=False)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(StoreError, match=r"needs asyncpg .*pip install 'clawvm-mcp\[postgres\]'"):
+        await open_store("postgresql://u@127.0.0.1:1/db")
+    assert list(tmp_path.iterdir()) == []
