@@ -58,9 +58,13 @@ def test_docs_name_only_docs_that_exist() -> None:
 
 
 def test_registry_only_install_lines_say_so_and_give_the_line_for_today() -> None:
-    """A hook that runs `clawvm-mcp` after a registry-only install line finds `clawvm-mcp: not found`."""
-    for name in ("README.md", "docs/ecosystem.md"):
-        text = (ROOT / name).read_text(encoding="utf-8")
+    """A hook that runs `clawvm-mcp` after a registry-only install line finds `clawvm-mcp: not found`; every doc,
+    example and hook message is checked, the hook wrapper's not-found messages included."""
+    for path in documents():
+        name = str(path.relative_to(ROOT))
+        text = path.read_text(encoding="utf-8")
+        if not REGISTRY_ONLY.search(text):
+            continue
         blocks = re.split(r"\n\s*\n", text)
         unsaid = [b.strip()[:80] for b in blocks if REGISTRY_ONLY.search(b) and "PyPI" not in b]
         assert unsaid == [], f"{name}: registry-only install lines that do not say so: {unsaid}"
@@ -69,3 +73,16 @@ def test_registry_only_install_lines_say_so_and_give_the_line_for_today() -> Non
 
 def test_the_install_check_sees_a_bare_line() -> None:
     assert REGISTRY_ONLY.search("run `uv tool install clawvm-mcp` first") and not CHECKOUT.search("uvx clawvm-mcp")
+
+
+def test_docs_name_only_examples_and_integrations_that_exist() -> None:
+    """examples/claude_code/ moved to integrations/claude-code/: no doc may send a reader to a path that is gone."""
+    missing = [
+        f"{path.relative_to(ROOT)} names {ref}"
+        for path in documents()
+        for ref in sorted(
+            set(re.findall(r"\b(?:examples|integrations)/[\w./-]*[\w/]", path.read_text(encoding="utf-8")))
+        )
+        if not (ROOT / ref).exists()
+    ]
+    assert missing == []
