@@ -88,8 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     insp.add_argument("--html", type=Path, default=None, help="also write a self-contained HTML report here")
     insp.set_defaults(func=cmd_inspect)
 
-    from . import bench, importer
+    from . import importer
     from .harness import claude_code
+    from .replay import bench
     from .replay import cli as replay_cli
 
     importer.register(sub)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from clawvm_mcp import bench
+from clawvm_mcp.replay import bench
 
 
 def test_bench_quick_prints_every_figure(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

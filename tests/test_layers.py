@@ -16,7 +16,7 @@ MCP_ADAPTERS = (
     "server/",
     "harness/adapter.py",
     "replay/mcp_backend.py",
-    "bench.py",
+    "replay/bench.py",
     "cli.py",
     "replay/bench_recall.py",
 )

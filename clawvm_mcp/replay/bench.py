@@ -31,19 +31,19 @@ from typing import Any
 
 import anyio
 
-from .engine import ClawVMEngine, EngineConfig, SessionState
-from .engine.assembly import assemble_turn
-from .engine.merge import PageMerger
-from .engine.runtime import Runtime
-from .engine.session import advance_turn
-from .engine.writeback import check, install, namespace_for, stage_in_cache
-from .journal import WriteRequest
-from .page_table import PageTable
-from .pages import Fidelity, Page, PageType, Provenance
-from .represent import build_representations
-from .selector import select
-from .store.base import PageCommit, SessionRecord
-from .tokens import TokenCounter
+from ..engine import ClawVMEngine, EngineConfig, SessionState
+from ..engine.assembly import assemble_turn
+from ..engine.merge import PageMerger
+from ..engine.runtime import Runtime
+from ..engine.session import advance_turn
+from ..engine.writeback import check, install, namespace_for, stage_in_cache
+from ..journal import WriteRequest
+from ..page_table import PageTable
+from ..pages import Fidelity, Page, PageType, Provenance
+from ..represent import build_representations
+from ..selector import select
+from ..store.base import PageCommit, SessionRecord
+from ..tokens import TokenCounter
 
 DEFAULT_SIZES = (50, 1_000, 10_000)
 BUDGET = 4000  # the default session budget: a model's context does not grow with the page table
@@ -313,7 +313,7 @@ def _child_env() -> dict[str, str]:
 
 async def populate(db: Path, pages: Sequence[Page]) -> None:
     """Write the page table in one transaction through the store (setup, not measured)."""
-    from .store.sqlite import SQLiteStore
+    from ..store.sqlite import SQLiteStore
 
     store = await SQLiteStore.open(db)
     try:
@@ -348,7 +348,7 @@ async def bench_stdio(db: Path, pages: Sequence[Page], plan: Plan, result: SizeR
         command=sys.executable, args=["-m", "clawvm_mcp", "serve", "--db", str(db)], env=_child_env()
     )
     noop = StdioServerParameters(
-        command=sys.executable, args=["-m", "clawvm_mcp.bench", "--noop-server"], env=_child_env()
+        command=sys.executable, args=["-m", "clawvm_mcp.replay.bench", "--noop-server"], env=_child_env()
     )
     prov = {"source": "model", "ref": "ext:bench", "turn": 0}
     ids = [p.page_id for p in pages]
@@ -430,7 +430,7 @@ def noop_server() -> None:
 async def bench_commits(db: Path, pages: Sequence[Page], plan: Plan, result: SizeResult) -> None:
     """page_write (commit now) through the engine on the WAL file, against raw sqlite3 commits of one small row
     with the same pragmas on a neighbouring file: the floor any durable commit pays on this disk."""
-    from .store.sqlite import SQLiteStore
+    from ..store.sqlite import SQLiteStore
 
     convo = [p.page_id for p in pages if p.type == "conversation"] or [pages[-1].page_id]
     store = await SQLiteStore.open(db)
@@ -610,7 +610,7 @@ def register(subparsers: Any) -> None:
     )
     add_arguments(p)
     p.set_defaults(func=cmd_bench)
-    from .replay.bench_recall import register as register_recall  # `clawvm-mcp bench recall`: LoCoMo quality
+    from .bench_recall import register as register_recall  # `clawvm-mcp bench recall`: LoCoMo quality
 
     register_recall(p.add_subparsers(dest="bench_mode", metavar="MODE"))
 
@@ -620,7 +620,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv == ["--noop-server"]:
         noop_server()
         return 0
-    parser = argparse.ArgumentParser(prog="python -m clawvm_mcp.bench", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m clawvm_mcp.replay.bench", description=__doc__)
     add_arguments(parser)
     args = parser.parse_args(argv)
     code: int = cmd_bench(args)
