@@ -300,18 +300,22 @@ def test_type_table_matches_design() -> None:
 
 @pytest.mark.anyio
 async def test_hook_process_settling_staged_rows_is_reconciled(tmp_path: Path) -> None:
-    """A harness hook (another process) settles the server's staged row; the server's next boundary must neither
-    re-commit it nor flip the committed journal row to rejected."""
+    """A harness hook (another process) ends a turn, which commits nothing (a turn end is no boundary), then
+    flushes, which settles the server's staged row; the server's next boundary must neither re-commit it nor flip
+    the committed journal row to rejected, and the hook's turn is not lost."""
     server_store = await SQLiteStore.open(tmp_path / "shared.db")
     server = ClawVMEngine(server_store)
     await server.session_start("s")
     await server.write("s", WriteRequest("create", "pref/a", PROV, "preference", "k: v", commit="boundary"))
     hook_store = await SQLiteStore.open(tmp_path / "shared.db")
-    hook = await ClawVMEngine(hook_store).lifecycle("s", "turn_end")
-    assert hook.committed == 1
+    hook_engine = ClawVMEngine(hook_store)
+    turn = await hook_engine.lifecycle("s", "turn_end")
+    assert (turn.committed, turn.rejected) == (0, 0)  # staged writes wait for a boundary
+    flushed = await hook_engine.lifecycle("s", "flush")
+    assert (flushed.committed, flushed.rejected) == (1, 0)  # the hook settles the row the server staged
     await hook_store.close()
     life = await server.lifecycle("s", "compaction")
-    assert (life.committed, life.rejected) == (0, 0)
+    assert (life.committed, life.rejected) == (0, 0)  # settled once, elsewhere
     assert life.turn == 1  # the hook's turn_end is not lost either
     journal = await server.journal("s")
     assert [(e.status, e.version) for e in journal.entries] == [("committed", 1)]
