@@ -66,14 +66,6 @@ class ClawVMEngine:
         budget: int | None = None,
         bootstrap: Sequence[PageInput] = (),
     ) -> SessionStartResult:
-        if not SESSION_ID_RE.match(session_id):
-            raise EngineError(
-                f"Invalid session_id {session_id!r}: use 1-128 of A-Z a-z 0-9 . _ : - (letter/digit first)"
-            )
-        if not PROJECT_ID_RE.match(project_id):
-            raise EngineError(
-                f"Invalid project_id {project_id!r}: use 1-128 of A-Z a-z 0-9 . _ : - (letter/digit first)"
-            )
         for page in bootstrap:
             require_unicode(f"bootstrap page {page.page_id!r}", (page.content, page.fields))
         state, created = await self._claim(session_id, project_id, budget)
