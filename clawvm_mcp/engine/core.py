@@ -1,9 +1,9 @@
 """ClawVMEngine: the facade every caller drives (the MCP server, the harness verbs, the replay driver).
 
-It keeps the session registry, checks arguments, takes the session's lock and makes one call per operation into
-the modules that do the work: ``session`` (state, load, save), ``writeback`` (the journal pipeline),
-``assembly`` (the I/O-free turn and its rendering), ``reads``, ``tool_calls``, ``lifecycle`` and ``views``. None of
-those imports this module.
+It keeps the session registry, checks arguments, takes the session's lock, revalidates the session's cache
+against the store (``coherence``) and makes one call per operation into the modules that do the work:
+``session`` (state, load, save), ``writeback`` (the journal pipeline), ``assembly`` (the I/O-free turn and its
+rendering), ``reads``, ``tool_calls``, ``lifecycle`` and ``views``. None of those imports this module.
 """
 
 from __future__ import annotations
