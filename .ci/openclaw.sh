@@ -61,6 +61,12 @@ cp "$ROOT/integrations/openclaw/package.json" "$ROOT/integrations/openclaw/openc
 ln -s "$TOOLS/node_modules" "$PLUGIN/node_modules"
 if (cd "$PLUGIN" && run timeout 90 tsc -p tsconfig.json); then ok "plugin builds (tsc strict)"; else ko "plugin builds (tsc strict)"; fi
 
+if (cd "$WORK" && run timeout 60 node --test "$PLUGIN/test/workspace.test.mjs"); then
+    ok "bootstrap files: a symlinked, special, oversized or outside file is never sent as a page"
+else
+    ko "bootstrap files: a symlinked, special, oversized or outside file is never sent as a page"
+fi
+
 mkdir -p "$ARTIFACTS"
 if (cd "$WORK" && CLAWVM_MCP="$CLAWVM_MCP" ARTIFACTS="$ARTIFACTS" run timeout 180 node --test "$PLUGIN/test/session.test.mjs"); then
     ok "scripted OpenClaw session: loaded by OpenClaw's loader; bootstrap and constraints in every prompt after compaction and reset; staged writes committed at both boundaries"
