@@ -20,7 +20,8 @@ def test_bench_quick_prints_every_figure(tmp_path: Path, capsys: pytest.CaptureF
         "== 12 pages",
         "engine per turn @300 tok",
         "engine per turn @4000 tok",
-        "naive re-tokenize-everything",
+        "baseline: reference whole-table selector over cached pages",
+        "second row, naive re-tokenize-everything",
         "engine peak memory / turn",
         "stdio page_read",
         "stdio page_write",
@@ -34,6 +35,14 @@ def test_bench_quick_prints_every_figure(tmp_path: Path, capsys: pytest.CaptureF
     data = json.loads(out.read_text())
     assert [d["pages"] for d in data] == [5, 12]
     assert {"engine_turn_us", "naive_turn_us", "engine_peak_turn_kb", "page_read_ms", "commits_per_s"} <= set(data[0])
+    assert {"reference_turn_us", "reference_select_us"} <= set(data[0])
+
+
+def test_the_baseline_selector_is_the_frozen_reference() -> None:
+    """The bench's baseline is the very selector tests/test_selector.py holds the engine to, not a lookalike."""
+    root = Path(__file__).resolve().parent.parent
+    frozen = (root / "tests" / "support" / "reference_selector.py").read_text()
+    assert (root / "clawvm_mcp" / "replay" / "reference_selector.py").read_text() == frozen
 
 
 def test_register_adds_the_bench_verb() -> None:
