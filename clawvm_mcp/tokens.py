@@ -40,10 +40,12 @@ def cl100k_offline() -> tiktoken.Encoding:
 
 
 class TokenCounter:
-    """Counts tokens once per distinct text; pages are re-rendered far more often than their text changes."""
+    """Counts tokens once per distinct text; pages are re-rendered far more often than their text changes. The
+    encoding (about 40-150 ms to build) is built at the first count, not before: a server's first call, or a hook
+    event that writes no text, does not wait for it."""
 
     def __init__(self, cache_size: int = 4096) -> None:
-        self._encoding = cl100k_offline()
+        self._encoding: tiktoken.Encoding | None = None
         self._cache: OrderedDict[bytes, int] = OrderedDict()
         self._cache_size = cache_size
 
@@ -55,6 +57,8 @@ class TokenCounter:
         if cached is not None:
             self._cache.move_to_end(key)
             return cached
+        if self._encoding is None:
+            self._encoding = cl100k_offline()
         n = len(self._encoding.encode_ordinary(text))  # special-token text counts as ordinary text
         self._cache[key] = n
         if len(self._cache) > self._cache_size:

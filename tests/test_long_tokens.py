@@ -33,3 +33,14 @@ def test_search_text_of_one_long_token_is_built_in_bounded_time(text: str) -> No
 def test_paths_are_still_found_beside_long_tokens() -> None:
     fields = derive_fields("evidence", "ev/x", "see src/app/main.py and " + "z" * 5_000 + " then README.md")
     assert {"src/app/main.py", "README.md"} <= set(fields["paths"])
+
+
+def test_the_tokenizer_is_built_at_the_first_count_not_before() -> None:
+    """A server's first call, or a hook event that writes no text, must not wait for cl100k to be built."""
+    from clawvm_mcp.tokens import TokenCounter, cl100k_offline
+
+    cl100k_offline.cache_clear()
+    counter = TokenCounter()
+    assert cl100k_offline.cache_info().currsize == 0
+    assert counter.count("hello world") == 2
+    assert cl100k_offline.cache_info().currsize == 1

@@ -232,7 +232,11 @@ async def _write_once(rt: Runtime, state: SessionState, req: WriteRequest, ns: s
     if req.op == "create" and not reasons and ns == state.session_ns:
         # creates staged for a boundary are pages too: without them, commit="boundary" skipped the limit
         staged_new = sum(1 for pid, base in state.staged_base.items() if base == 0 and state.namespace.get(pid) == ns)
-        if await rt.store.count_pages(ns) + staged_new >= rt.config.max_pages_per_session:
+        limit = rt.config.max_pages_per_session
+        # the revalidated cache holds every live page of the session, so its size bounds the count from above: the
+        # store is asked (a table count) only when that bound reaches the limit
+        near = len(state.pages) + staged_new >= limit
+        if near and await rt.store.count_pages(ns) + staged_new >= limit:
             reasons = [Reason("SCHEMA_INVALID", f"session page limit of {rt.config.max_pages_per_session} reached")]
             merged = None
     entry = journal_entry(state, ns, req, reasons)

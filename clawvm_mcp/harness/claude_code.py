@@ -88,19 +88,6 @@ def _pin(value: str) -> Pin:
     return "hard" if value == "hard" else "soft" if value == "soft" else "none"
 
 
-class LazyTokenCounter(TokenCounter):
-    """Builds cl100k (about a quarter of a second, half of a hook's run) only when the event writes text: Stop,
-    SessionEnd and most PreToolUse events count none."""
-
-    def __init__(self) -> None:  # no super().__init__(): loading the encoding is what this class defers
-        self._real: TokenCounter | None = None
-
-    def count(self, text: str) -> int:
-        if self._real is None:
-            self._real = TokenCounter()
-        return self._real.count(text)
-
-
 class ClaudeCodeHook:
     """One hook event for one session of one project, against an open engine."""
 
@@ -541,7 +528,7 @@ async def run_hook(event: Event, stdin_text: str, options: HookOptions, env: Map
     hook: ClaudeCodeHook | None = None
     try:
         state = HookState(state_dir_for(options.db))
-        engine = ClawVMEngine(store, LazyTokenCounter(), EngineConfig(principal=options.principal))
+        engine = ClawVMEngine(store, TokenCounter(), EngineConfig(principal=options.principal))
         hook = ClaudeCodeHook(engine, state, config, payload, directory, notes)
         with state.project_lock(hook.project_id) as locked:
             if not locked:
