@@ -25,6 +25,13 @@ def test_bench_quick_prints_every_figure(tmp_path: Path, capsys: pytest.CaptureF
         "engine peak memory / turn",
         "stdio page_read",
         "stdio page_write",
+        "stdio page_create",
+        "engine.write over MemoryStore, append, commit now",
+        "engine.write over MemoryStore, append, staged",
+        "engine.write over MemoryStore, create",
+        "of which the session_start call",
+        "committed writes over MCP",
+        "session_start in process",
         "stdio context_assemble",
         "no-op tool",
         "cold start to first result",
@@ -36,6 +43,9 @@ def test_bench_quick_prints_every_figure(tmp_path: Path, capsys: pytest.CaptureF
     assert [d["pages"] for d in data] == [5, 12]
     assert {"engine_turn_us", "naive_turn_us", "engine_peak_turn_kb", "page_read_ms", "commits_per_s"} <= set(data[0])
     assert {"reference_turn_us", "reference_select_us"} <= set(data[0])
+    assert {"write_append_now_us", "write_staged_us", "write_create_us", "page_create_ms"} <= set(data[0])
+    assert {"mcp_commits_per_s", "session_start_ms", "stdio_session_start_ms"} <= set(data[0])
+    assert all(d["write_create_us"]["n"] >= 1 and d["mcp_commits_per_s"]["value"] > 0 for d in data)
 
 
 def test_the_baseline_selector_is_the_frozen_reference() -> None:

@@ -52,7 +52,7 @@ from ..page_table import PageTable
 from ..pages import Fidelity, Page, PageType, Provenance
 from ..represent import build_representations
 from ..selector import SelectorPolicy, select
-from ..store.base import PageCommit, SessionRecord
+from ..store.base import PageCommit, SessionRecord, Store
 from ..tokens import TokenCounter
 from . import reference_selector as ref
 
@@ -365,17 +365,84 @@ def _child_env() -> dict[str, str]:
     return env
 
 
+def bench_config() -> EngineConfig:
+    """The engine's defaults with the page limit raised to PAGE_LIMIT, so the large tables can still take creates."""
+    return EngineConfig(max_pages_per_session=PAGE_LIMIT)
+
+
+async def fill(store: Store, pages: Sequence[Page]) -> None:
+    """Claim the session and commit the page table through the store in batches of 1,000 (setup, not measured):
+    pages built by the engine's merge, committed by the store's own commit, as a create would leave them."""
+    engine = ClawVMEngine(store, TokenCounter(), bench_config())
+    await engine.session_start(SESSION, PROJECT, BUDGET)
+    for at in range(0, len(pages), 1_000):
+        await store.commit([PageCommit(_namespace(p), replace(p, version=1), 0) for p in pages[at : at + 1_000]])
+
+
 async def populate(db: Path, pages: Sequence[Page]) -> None:
-    """Write the page table in one transaction through the store (setup, not measured)."""
+    """The page table on a SQLite file, for the stdio and commit parts."""
     from ..store.sqlite import SQLiteStore
 
     store = await SQLiteStore.open(db)
     try:
-        engine = ClawVMEngine(store, TokenCounter())
-        await engine.session_start(SESSION, PROJECT, BUDGET)
-        await store.commit([PageCommit(_namespace(p), replace(p, version=1), 0) for p in pages])
+        await fill(store, pages)
     finally:
         await store.close()
+
+
+# ---------------------------------------------------------------------------------------------------- write path
+
+
+def _hot(pages: Sequence[Page]) -> list[str]:
+    """The few conversation pages the timed writes go to, as a real session's turns do."""
+    return ([p.page_id for p in pages if p.type == "conversation"] or [pages[-1].page_id])[:8]
+
+
+async def bench_writes(pages: Sequence[Page], plan: Plan, result: SizeResult) -> None:
+    """``ClawVMEngine.write`` itself, over a MemoryStore holding the table (so what is timed is the engine's whole
+    write path, validation, merge, staged-row bookkeeping and the store call, without a disk): a commit-now append,
+    a staged append (``commit: "boundary"``) and a create of a new evidence page."""
+    from ..store.memory import MemoryStore
+
+    store = MemoryStore()
+    await fill(store, pages)
+    engine = ClawVMEngine(store, TokenCounter(), bench_config())
+    await engine.session_start(SESSION, PROJECT, BUDGET)
+    prov = Provenance("model", "ext:bench", 0)
+    hot = _hot(pages)
+    rng = random.Random(len(pages))
+    texts = [_text(rng, 3) for _ in range(plan.writes)]
+
+    async def timed(label: str, status: str, make: Callable[[int], WriteRequest]) -> None:
+        samples = []
+        for i in range(plan.writes + 5):
+            req = make(i)
+            t0 = time.perf_counter_ns()
+            out = await engine.write(SESSION, req)
+            dt = (time.perf_counter_ns() - t0) / 1e3
+            if out.status != status:
+                raise RuntimeError(f"bench {label} write was {out.status}, not {status}: {out.reasons}")
+            if i >= 5:
+                samples.append(dt)
+        st = Stats.of(samples)
+        result.put(f"write_{label}_us", median=st.median, p95=st.p95, max=st.max, n=st.n)
+
+    await timed(
+        "append_now",
+        "committed",
+        lambda i: WriteRequest("append", hot[i % len(hot)], prov, content=texts[i % len(texts)]),
+    )
+    await timed(
+        "staged",
+        "staged",
+        lambda i: WriteRequest("append", hot[i % len(hot)], prov, content=texts[i % len(texts)], commit="boundary"),
+    )
+    await engine.lifecycle(SESSION, "flush")
+    await timed(
+        "create",
+        "committed",
+        lambda i: WriteRequest("create", f"evid/new/{i:06d}", prov, "evidence", content=texts[i % len(texts)]),
+    )
 
 
 async def _timed(n: int, op: Callable[[int], Awaitable[object]]) -> Stats:
@@ -399,7 +466,7 @@ async def bench_stdio(db: Path, pages: Sequence[Page], plan: Plan, result: SizeR
     from mcp.client.stdio import StdioServerParameters
 
     serve = StdioServerParameters(
-        command=sys.executable, args=["-m", "clawvm_mcp", "serve", "--db", str(db)], env=_child_env()
+        command=sys.executable, args=["-m", "clawvm_mcp.replay.bench", "--serve", str(db)], env=_child_env()
     )
     noop = StdioServerParameters(
         command=sys.executable, args=["-m", "clawvm_mcp.replay.bench", "--noop-server"], env=_child_env()
@@ -418,8 +485,10 @@ async def bench_stdio(db: Path, pages: Sequence[Page], plan: Plan, result: SizeR
 
     t0 = time.perf_counter()
     async with Client(serve, cache=None) as c:
+        t1 = time.perf_counter()
         _check(await c.call_tool("session_start", {"session_id": SESSION, "budget": BUDGET}))
         cold = (time.perf_counter() - t0) * 1e3
+        started = (time.perf_counter() - t1) * 1e3
         for i in range(10):
             _check(await c.call_tool("page_read", {"session_id": SESSION, "page_id": ids[i % len(ids)]}))
 
@@ -446,6 +515,25 @@ async def bench_stdio(db: Path, pages: Sequence[Page], plan: Plan, result: SizeR
                 raise RuntimeError(f"write not committed: {out}")
             return out
 
+        async def create(i: int) -> object:
+            out = _check(
+                await c.call_tool(
+                    "page_write",
+                    {
+                        "session_id": SESSION,
+                        "page_id": f"evid/stdio/{i:06d}",
+                        "op": "create",
+                        "type": "evidence",
+                        "content": f"stdio create {i}: the deploy rule for config server",
+                        "provenance": prov,
+                        "commit": "now",
+                    },
+                )
+            )
+            if out["status"] != "committed":
+                raise RuntimeError(f"create not committed: {out}")
+            return out
+
         async def assemble(i: int) -> object:
             return _check(
                 await c.call_tool(
@@ -457,11 +545,24 @@ async def bench_stdio(db: Path, pages: Sequence[Page], plan: Plan, result: SizeR
         rd = await _timed(plan.reads, read)
         wr = await _timed(plan.writes, write)
         asm = await _timed(plan.assembles, assemble)
+        cr = await _timed(plan.writes, create)
     result.put("noop_rt_ms", median=noop_rt.median, p95=noop_rt.p95)
     result.put("page_read_ms", median=rd.median, p95=rd.p95)
     result.put("page_write_ms", median=wr.median, p95=wr.p95)
     result.put("context_assemble_ms", median=asm.median, p95=asm.p95)
+    result.put("page_create_ms", median=cr.median, p95=cr.p95)
     result.put("cold_start_ms", value=cold, baseline=noop_cold)
+    result.put("stdio_session_start_ms", value=started)
+
+
+def bench_server(db: str) -> None:
+    """``clawvm-mcp serve --db DB`` with the bench's page limit: the same create_server, only EngineConfig differs."""
+    import logging
+
+    from ..server import ServerConfig, create_server
+
+    logging.basicConfig(level=os.environ.get("CLAWVM_LOG", "WARNING"), stream=sys.stderr)
+    create_server(ServerConfig(db=db, engine=bench_config())).run()
 
 
 def noop_server() -> None:
@@ -486,15 +587,17 @@ async def bench_commits(db: Path, pages: Sequence[Page], plan: Plan, result: Siz
     with the same pragmas on a neighbouring file: the floor any durable commit pays on this disk."""
     from ..store.sqlite import SQLiteStore
 
-    convo = [p.page_id for p in pages if p.type == "conversation"] or [pages[-1].page_id]
+    convo = _hot(pages)
     store = await SQLiteStore.open(db)
     try:
-        engine = ClawVMEngine(store, TokenCounter())
+        engine = ClawVMEngine(store, TokenCounter(), bench_config())
+        t0 = time.perf_counter()
         await engine.session_start(SESSION, PROJECT, BUDGET)
+        result.put("session_start_ms", value=(time.perf_counter() - t0) * 1e3)
         prov = Provenance("model", "ext:bench", 0)
         t0 = time.perf_counter()
         for i in range(plan.commits):
-            req = WriteRequest("append", convo[i % min(len(convo), 8)], prov, content=f"commit {i}")
+            req = WriteRequest("append", convo[i % len(convo)], prov, content=f"commit {i}")
             out = await engine.write(SESSION, req)
             if out.status != "committed":
                 raise RuntimeError(f"write not committed: {out}")
@@ -503,11 +606,32 @@ async def bench_commits(db: Path, pages: Sequence[Page], plan: Plan, result: Siz
     finally:
         await store.close()
 
+    mcp_rate = await _mcp_commits(db, convo, plan.commits)
+    result.put("mcp_commits_per_s", value=mcp_rate, in_process=engine_rate)
     raw_full = _raw_commits(db.with_name(db.stem + "-raw.db"), synchronous, plan.commits)
     raw_normal = _raw_commits(db.with_name(db.stem + "-raw-normal.db"), 1, plan.commits)
     result.put(
         "commits_per_s", value=engine_rate, baseline=raw_full, synchronous=float(synchronous), raw_normal=raw_normal
     )
+
+
+async def _mcp_commits(db: Path, hot: Sequence[str], n: int) -> float:
+    """The same commit-now appends as page_write calls through a real in-process MCP client (no pipe, no child):
+    what the tool layer adds (argument validation, result models, the SDK's dispatch) to the engine's write."""
+    from mcp import Client
+
+    from ..server import ServerConfig, create_server
+
+    prov = {"source": "model", "ref": "ext:bench", "turn": 0}
+    async with Client(create_server(ServerConfig(db=db, engine=bench_config()))) as c:
+        _check(await c.call_tool("session_start", {"session_id": SESSION, "budget": BUDGET}))
+        t0 = time.perf_counter()
+        for i in range(n):
+            args = {"session_id": SESSION, "page_id": hot[i % len(hot)], "op": "append", "content": f"mcp {i}"}
+            out = _check(await c.call_tool("page_write", {**args, "provenance": prov, "commit": "now"}))
+            if out["status"] != "committed":
+                raise RuntimeError(f"write not committed: {out}")
+        return n / (time.perf_counter() - t0)
 
 
 def _raw_commits(path: Path, synchronous: int, n: int) -> float:
@@ -575,18 +699,30 @@ def render(results: Sequence[SizeResult]) -> str:
                 f"  engine peak memory / turn  median {m['median']:.1f} KB  max {m['max']:.1f} KB"
                 f"   (page table resident: {table})"
             )
+        if "write_append_now_us" in f:
+            for key, label in (
+                ("append_now", "append, commit now"),
+                ("staged", "append, staged"),
+                ("create", "create"),
+            ):
+                v = f[f"write_{key}_us"]
+                lines.append(
+                    f"  engine.write over MemoryStore, {label:<19} median {v['median']:.1f} µs  p95 {v['p95']:.1f}"
+                    f"  max {v['max']:.1f}"
+                )
         if "page_read_ms" in f:
             base = f["noop_rt_ms"]
-            for name in ("page_read", "page_write", "context_assemble"):
+            for name in ("page_read", "page_write", "page_create", "context_assemble"):
                 v = f[f"{name}_ms"]
                 lines.append(
                     f"  stdio {name:<20} median {v['median']:.2f} ms  p95 {v['p95']:.2f}"
                     f"   (no-op tool {base['median']:.2f} ms: {_ratio(v['median'], base['median'])})"
                 )
-            cs = f["cold_start_ms"]
+            cs, ss = f["cold_start_ms"], f["stdio_session_start_ms"]
             lines.append(
                 f"  cold start to first result {cs['value']:.0f} ms"
-                f"   (no-op server {cs['baseline']:.0f} ms: {_ratio(cs['value'], cs['baseline'])})"
+                f"   (no-op server {cs['baseline']:.0f} ms: {_ratio(cs['value'], cs['baseline'])});"
+                f" of which the session_start call {ss['value']:.1f} ms"
             )
         if "commits_per_s" in f:
             c = f["commits_per_s"]
@@ -595,6 +731,12 @@ def render(results: Sequence[SizeResult]) -> str:
                 f"{int(c['synchronous'])}: {c['baseline']:.0f} /s: {_ratio(c['value'], c['baseline'])};"
                 f" raw at synchronous=NORMAL: {c['raw_normal']:.0f} /s)"
             )
+            m = f["mcp_commits_per_s"]
+            lines.append(
+                f"  committed writes over MCP  {m['value']:.0f} /s   (in-process client; engine.write in process"
+                f" {m['in_process']:.0f} /s: {_ratio(m['value'], m['in_process'])})"
+            )
+            lines.append(f"  session_start in process  {f['session_start_ms']['value']:.1f} ms (SQLite file)")
     return "\n".join(lines)
 
 
@@ -609,6 +751,8 @@ def run(sizes: Sequence[int], quick: bool, parts: set[str], out: Path | None = N
             result = SizeResult(n)
             if "engine" in parts:
                 bench_engine(pages, plan, result)
+            if "writes" in parts:
+                anyio.run(bench_writes, pages, plan, result)
             if parts & {"stdio", "commits"}:
                 db = Path(tmp) / f"bench-{n}.db"
                 anyio.run(populate, db, pages)
@@ -642,7 +786,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true", help="a tenth of the iterations (CI smoke run)")
     p.add_argument(
         "--only",
-        choices=["engine", "stdio", "commits"],
+        choices=["engine", "writes", "stdio", "commits"],
         action="append",
         default=None,
         help="run only these parts (repeatable; default all)",
@@ -651,7 +795,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    parts = set(args.only or ("engine", "stdio", "commits"))
+    parts = set(args.only or ("engine", "writes", "stdio", "commits"))
     print(
         f"clawvm-mcp bench: python {sys.version.split()[0]}, {os.cpu_count()} cpus, sizes "
         f"{', '.join(f'{n:,}' for n in args.pages)}{' (quick)' if args.quick else ''}",
@@ -683,6 +827,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv == ["--noop-server"]:
         noop_server()
+        return 0
+    if len(argv) == 2 and argv[0] == "--serve":
+        bench_server(argv[1])
         return 0
     parser = argparse.ArgumentParser(prog="python -m clawvm_mcp.replay.bench", description=__doc__)
     add_arguments(parser)
