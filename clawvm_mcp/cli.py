@@ -58,6 +58,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8765, help="HTTP port (default 8765)")
     serve.add_argument("--no-auth", action="store_true", help="HTTP without a bearer token (loopback testing only)")
+    serve.add_argument(
+        "--tokens",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="HTTP: per-token principals from a JSON file of sha256-hashed tokens with their grants "
+        "(reloaded on SIGHUP); replaces CLAWVM_TOKEN and --principal",
+    )
     serve.set_defaults(func=cmd_serve)
 
     life = sub.add_parser(
@@ -106,16 +114,32 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from .server import ServerConfig, create_server
+    from .server.principals import MIN_ENV_TOKEN_CHARS, TableVerifier, TokenFileError
     from .store import StoreError, open_store
 
     db = db_path(args)
     token = os.environ.get("CLAWVM_TOKEN")
-    if args.http and token is None and not args.no_auth:
-        print(
-            "Error: --http needs a bearer token in CLAWVM_TOKEN (or --no-auth, for loopback testing only)",
-            file=sys.stderr,
-        )
-        return 2
+    tokens: TableVerifier | None = None
+    if args.tokens is not None:
+        if not args.http or args.no_auth:
+            print("Error: --tokens is for --http with authentication (not stdio, not --no-auth)", file=sys.stderr)
+            return 2
+        try:
+            tokens = TableVerifier(args.tokens)
+        except TokenFileError as exc:
+            print(f"Error: {exc}", file=sys.stderr)
+            return 2
+    elif args.http and not args.no_auth:
+        if token is None:
+            print(
+                "Error: --http needs a bearer token in CLAWVM_TOKEN, or --tokens FILE "
+                "(or --no-auth, for loopback testing only)",
+                file=sys.stderr,
+            )
+            return 2
+        if len(token.strip()) < MIN_ENV_TOKEN_CHARS:
+            print(f"Error: CLAWVM_TOKEN must be at least {MIN_ENV_TOKEN_CHARS} characters", file=sys.stderr)
+            return 2
 
     async def check() -> None:  # fail before the transport opens, with one clear line
         store = await open_store(db)
@@ -126,13 +150,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except StoreError as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return 2
-    config = ServerConfig(db=db, principal=args.principal, engine=EngineConfig(grants=grants(args.grant)))
+    config = ServerConfig(
+        db=db, principal=args.principal, engine=EngineConfig(grants=grants(args.grant)), tokens=tokens
+    )
     server = create_server(config)
     if args.http:
         from .server.http import serve_http
 
-        log.info("serving http://%s:%d/mcp (auth %s)", args.host, args.port, "off" if args.no_auth else "bearer")
-        anyio.run(serve_http, server, args.host, args.port, None if args.no_auth else token)
+        auth = "off" if args.no_auth else "tokens file" if tokens is not None else "bearer"
+        log.info("serving http://%s:%d/mcp (auth %s)", args.host, args.port, auth)
+        single = None if args.no_auth or tokens is not None else token
+        anyio.run(serve_http, server, args.host, args.port, single, tokens)
     else:
         server.run()
     return 0

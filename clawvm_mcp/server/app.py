@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 from mcp import MCPError
+from mcp.server.auth.settings import AuthSettings
+from mcp.server.context import ServerRequestContext
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
 from mcp.types import (
@@ -48,13 +50,14 @@ from ..store import StoreError, open_store
 from ..tokens import TokenCounter
 from .middleware import (
     check_prompt_arguments,
+    completion_request,
     explain_argument_errors,
     expose_lifespan_to_completions,
     list_extra_resources,
     reject_unknown_tools,
-    request_lifespan,
     text_first,
 )
+from .principals import LiveGrants, TableVerifier, principal_of
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -108,11 +111,33 @@ class ServerConfig:
     db: Path | str = ":memory:"
     principal: str = "local"
     engine: EngineConfig = field(default_factory=EngineConfig)
+    # per-token principals (``--tokens``): the SDK's bearer middleware checks every HTTP request against it
+    tokens: TableVerifier | None = None
 
 
 @dataclass
 class AppState:
+    """The shared store and one engine per principal over it. ``engine`` serves requests that carry no verified
+    principal (stdio, the single CLAWVM_TOKEN); with ``tokens``, each verified principal gets its own engine, whose
+    grants are read from the current token table on every check."""
+
     engine: ClawVMEngine
+    tokens: TableVerifier | None = None
+    engines: dict[str, ClawVMEngine] = field(default_factory=dict)
+
+    def engine_for(self, principal: str | None) -> ClawVMEngine:
+        if principal is None or self.tokens is None:
+            if self.tokens is not None:  # the bearer middleware lets no such request through; never fall back
+                raise ToolError("This server needs a verified bearer token for every request")
+            return self.engine
+        engine = self.engines.get(principal)
+        if engine is None:
+            config = replace(self.engine.config, principal=principal, grants=LiveGrants(self.tokens, principal))
+            engine = self.engines[principal] = ClawVMEngine(self.engine.store, self.engine.counter, config)
+        return engine
+
+    def all_engines(self) -> list[ClawVMEngine]:
+        return [self.engine, *self.engines.values()]
 
 
 async def _call(op: Awaitable[T]) -> T:
@@ -154,6 +179,16 @@ def completion(values: list[str]) -> Completion:
     return Completion(values=values[:MAX_COMPLETIONS], has_more=more, total=None if more else len(values))
 
 
+def auth_options(tokens: TableVerifier | None) -> dict[str, Any]:
+    """The SDK's bearer middleware over the token table: every HTTP request needs a token the table knows (401
+    otherwise), and the verified principal rides on the request. The issuer URL is required by ``AuthSettings`` but
+    unused: no authorization-server routes or protected-resource metadata are served for a static table."""
+    if tokens is None:
+        return {}
+    auth = AuthSettings(issuer_url="http://127.0.0.1", resource_server_url=None)  # type: ignore[arg-type]
+    return {"token_verifier": tokens, "auth": auth}
+
+
 def create_server(config: ServerConfig | None = None) -> MCPServer[AppState]:
     cfg = config or ServerConfig()
 
@@ -162,12 +197,13 @@ def create_server(config: ServerConfig | None = None) -> MCPServer[AppState]:
         store = await open_store(cfg.db)
         engine_cfg = replace(cfg.engine, principal=cfg.principal)
         log.info("clawvm-mcp %s: db %s, principal %s", __version__, cfg.db, cfg.principal)
-        engine = ClawVMEngine(store, TokenCounter(), engine_cfg)
+        state = AppState(ClawVMEngine(store, TokenCounter(), engine_cfg), cfg.tokens)
         try:
-            yield AppState(engine)
+            yield state
         finally:
             try:
-                await engine.save_all()
+                for engine in state.all_engines():
+                    await engine.save_all()
             finally:
                 await store.close()
 
@@ -180,10 +216,12 @@ def create_server(config: ServerConfig | None = None) -> MCPServer[AppState]:
         instructions=INSTRUCTIONS,
         lifespan=lifespan,
         subscriptions=False,
+        **auth_options(cfg.tokens),
     )
 
     def engine_of(ctx: Context[AppState]) -> ClawVMEngine:
-        return ctx.request_context.lifespan_context.engine
+        request = ctx.request_context
+        return request.lifespan_context.engine_for(principal_of(request.request))
 
     tools: dict[str, Callable[..., Any]] = {}
 
@@ -402,7 +440,8 @@ def create_server(config: ServerConfig | None = None) -> MCPServer[AppState]:
         context: CompletionContext | None,
     ) -> Completion | None:
         """session_id: this principal's live sessions; page_id: the named session's pages; budget: its budget."""
-        engine = request_lifespan().engine
+        request = completion_request()
+        engine = request.lifespan_context.engine_for(principal_of(request.request))
         assert isinstance(engine, ClawVMEngine)
         ours = ref.name == PROMPT if isinstance(ref, PromptReference) else ref.uri in TEMPLATES
         if not ours:
@@ -416,8 +455,9 @@ def create_server(config: ServerConfig | None = None) -> MCPServer[AppState]:
     completions: Callable[[Callable[..., Any]], object] = mcp.completion()  # type: ignore[no-untyped-call]
     completions(complete)  # the SDK's decorator is untyped, so it is called rather than applied
 
-    async def list_sessions(state: AppState) -> list[Resource]:
-        ids = await live_sessions(state.engine, "", MAX_LISTED_SESSIONS)
+    async def list_sessions(request: ServerRequestContext[AppState, Any]) -> list[Resource]:
+        engine = request.lifespan_context.engine_for(principal_of(request.request))
+        ids = await live_sessions(engine, "", MAX_LISTED_SESSIONS)
         return [
             Resource(
                 uri=f"clawvm://sessions/{sid}/context",

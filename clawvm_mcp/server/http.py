@@ -3,9 +3,11 @@ streams a client can resume after a dropped connection."""
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import itertools
 import json
+import signal
 from collections import OrderedDict
 from typing import Any
 
@@ -14,6 +16,8 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.streamable_http import EventCallback, EventId, EventMessage, EventStore, StreamId
 from mcp.types import JSONRPCMessage
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from .principals import TableVerifier
 
 RETRY_MS = 2000  # the SSE retry a client waits before it reconnects to a stream
 REPLAY_BYTES = 8 << 20  # what the replay buffer keeps, oldest events dropped first
@@ -86,6 +90,11 @@ def http_app(server: MCPServer[Any], host: str, token: str | None) -> ASGIApp:
     return app if token is None else BearerAuth(app, token)
 
 
-async def serve_http(server: MCPServer[Any], host: str, port: int, token: str | None) -> None:
+async def serve_http(
+    server: MCPServer[Any], host: str, port: int, token: str | None, tokens: TableVerifier | None = None
+) -> None:
+    """Serve until stopped; with a tokens table, SIGHUP reloads it (a bad file keeps the old table)."""
     config = uvicorn.Config(http_app(server, host, token), host=host, port=port, log_level="warning", lifespan="on")
+    if tokens is not None:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, tokens.reload)
     await uvicorn.Server(config).serve()

@@ -4,8 +4,8 @@
   unknown tool with an ``isError`` result and a prompt failure with code 0 and "Error rendering prompt");
 - a tool-argument schema failure is reworded for the model (``arguments.explain``);
 - a tool's text content can lead with one field of its structured result (context_assemble: the prompt);
-- ``resources/list`` also lists what the lifespan state can enumerate (the principal's sessions);
-- completion handlers, which the SDK calls without a request context, can reach the lifespan state.
+- ``resources/list`` also lists what the request can enumerate (its principal's sessions);
+- completion handlers, which the SDK calls without a request context, can reach the request being served.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from pydantic import ValidationError
 from .arguments import error_text, explain
 
 Middleware = Callable[[ServerRequestContext[Any, Any], CallNext], Awaitable[HandlerResult]]
-_request_lifespan: ContextVar[Any] = ContextVar("clawvm_request_lifespan")
+_completion_request: ContextVar[ServerRequestContext[Any, Any]] = ContextVar("clawvm_completion_request")
 
 
 def reject_unknown_tools(server: MCPServer[Any]) -> None:
@@ -122,43 +122,43 @@ def text_first(server: MCPServer[Any], tool: str, field: str) -> None:
     server.middleware.append(middleware)
 
 
-def list_extra_resources(server: MCPServer[Any], extra: Callable[[Any], Awaitable[list[Resource]]]) -> None:
-    """``resources/list`` answers the static resources (we have none) plus ``extra(lifespan state)``."""
+def list_extra_resources(
+    server: MCPServer[Any], extra: Callable[[ServerRequestContext[Any, Any]], Awaitable[list[Resource]]]
+) -> None:
+    """``resources/list`` answers the static resources (we have none) plus ``extra(request)``."""
 
     async def middleware(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
         result = await call_next(ctx)
         if ctx.method != "resources/list" or not isinstance(result, dict):
             return result
-        listed = [
-            r.model_dump(by_alias=True, mode="json", exclude_none=True) for r in await extra(ctx.lifespan_context)
-        ]
+        listed = [r.model_dump(by_alias=True, mode="json", exclude_none=True) for r in await extra(ctx)]
         return {**result, "resources": [*result.get("resources", []), *listed]}
 
     server.middleware.append(middleware)
 
 
 def expose_lifespan_to_completions(server: MCPServer[Any]) -> None:
-    """The SDK calls a completion handler with (ref, argument, context) only; this makes the request's lifespan
-    state readable there through ``request_lifespan()``."""
+    """The SDK calls a completion handler with (ref, argument, context) only; this makes the request (its
+    lifespan state and its verified principal) readable there through ``completion_request()``."""
 
     async def middleware(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
         if ctx.method != "completion/complete":
             return await call_next(ctx)
-        with _lifespan(ctx.lifespan_context):
+        with _serving(ctx):
             return await call_next(ctx)
 
     server.middleware.append(middleware)
 
 
 @contextmanager
-def _lifespan(state: Any) -> Iterator[None]:
-    token = _request_lifespan.set(state)
+def _serving(ctx: ServerRequestContext[Any, Any]) -> Iterator[None]:
+    token = _completion_request.set(ctx)
     try:
         yield
     finally:
-        _request_lifespan.reset(token)
+        _completion_request.reset(token)
 
 
-def request_lifespan() -> Any:
-    """The lifespan state of the completion request being served (LookupError outside one)."""
-    return _request_lifespan.get()
+def completion_request() -> ServerRequestContext[Any, Any]:
+    """The completion request being served (LookupError outside one)."""
+    return _completion_request.get()

@@ -1,0 +1,199 @@
+"""Per-token principals (``serve --http --tokens FILE``): one real HTTP server process, two principals over one
+SQLite file. Neither sees or writes the other's sessions or ungranted projects, by tool, resource or recall; the
+table reloads on SIGHUP and a bad reload keeps the old one."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from mcp import MCPError
+
+from tests.support.harness import PROV, HttpServer, call, call_error, child_env, start_http
+
+pytestmark = pytest.mark.anyio
+ALICE = "alice-" + "a" * 40
+BOB = "bob-" + "b" * 40
+SHORT = "short-but-listed"  # its hash is in the file, but it is under 32 bytes: it must never authenticate
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def entry(token: str, principal: str, grants: dict[str, str]) -> dict[str, Any]:
+    return {"sha256": hashlib.sha256(token.encode()).hexdigest(), "principal": principal, "grants": grants}
+
+
+def write_tokens(path: Path, bob_grants: dict[str, str]) -> None:
+    tokens = [
+        entry(ALICE, "alice", {"proj-a": "write", "shared": "write"}),
+        entry(BOB, "bob", bob_grants),
+        entry(SHORT, "mallory", {"proj-a": "write"}),
+    ]
+    path.write_text(json.dumps({"tokens": tokens}))
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[HttpServer]:
+    write_tokens(tmp_path / "tokens.json", {"proj-b": "write", "shared": "read"})
+    srv = start_http(
+        tmp_path / "t.db", tmp_path / "t.log", token=None, extra=["--tokens", str(tmp_path / "tokens.json")]
+    )
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+async def wait_for(predicate: Any, what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not await predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await anyio.sleep(0.1)
+
+
+def note(session: str, page: str, text: str, scope: str = "session") -> dict[str, Any]:
+    return {
+        "session_id": session,
+        "page_id": page,
+        "op": "create",
+        "type": "evidence",
+        "content": text,
+        "provenance": PROV,
+        "scope": scope,
+    }
+
+
+async def test_two_principals_cannot_reach_each_other(server: HttpServer) -> None:
+    async with server.client(ALICE) as alice, server.client(BOB) as bob:
+        await call(alice, "session_start", session_id="a1", project_id="proj-a")
+        assert (await call(alice, "page_write", **note("a1", "ev/secret", "zanzibar private")))["status"] == "committed"
+        project = note("a1", "ev/plan", "quetzal project-wide", scope="project")
+        assert (await call(alice, "page_write", **project))["status"] == "committed"
+
+        # tools: bob can neither resume, read, write nor list alice's session
+        assert "not available" in await call_error(bob, "session_start", session_id="a1", project_id="proj-a")
+        assert "No session 'a1'" in await call_error(bob, "page_read", session_id="a1", page_id="ev/secret")
+        assert "No session 'a1'" in await call_error(bob, "page_write", **note("a1", "ev/x", "intrusion"))
+        assert "No session 'a1'" in await call_error(bob, "recall", session_id="a1", query="zanzibar")
+
+        # resources: neither listed nor readable
+        listed = {str(r.uri) for r in (await bob.list_resources()).resources}
+        assert "clawvm://sessions/a1/context" not in listed
+        for uri in ("clawvm://sessions/a1/context", "clawvm://sessions/a1/pages/ev/secret"):
+            with pytest.raises(MCPError):
+                await bob.read_resource(uri)
+        assert "clawvm://sessions/a1/context" in {str(r.uri) for r in (await alice.list_resources()).resources}
+
+        # an ungranted project: bob's session there cannot read (recall says denied) nor write project pages
+        await call(bob, "session_start", session_id="b-in-a", project_id="proj-a")
+        found = await call(bob, "recall", session_id="b-in-a", query="quetzal")
+        assert found["outcome"] == "denied" and not found.get("hits")
+        assert (await call(bob, "page_read", session_id="b-in-a", page_id="ev/plan"))["outcome"] == "denied"
+        wrote = await call(bob, "page_write", **note("b-in-a", "ev/bob", "graffiti", scope="project"))
+        assert wrote["status"] == "rejected"
+
+        # bob's own project: a recall finds nothing of alice's
+        await call(bob, "session_start", session_id="b1", project_id="proj-b")
+        assert (await call(bob, "recall", session_id="b1", query="zanzibar quetzal"))["outcome"] == "no_match"
+
+        # a read grant: bob reads the shared project's pages and cannot write there
+        await call(alice, "session_start", session_id="a-shared", project_id="shared")
+        await call(alice, "page_write", **note("a-shared", "ev/common", "xylophone shared", scope="project"))
+        await call(bob, "session_start", session_id="b-shared", project_id="shared")
+        found = await call(bob, "recall", session_id="b-shared", query="xylophone")
+        assert found["outcome"] == "hit"
+        wrote = await call(bob, "page_write", **note("b-shared", "ev/overwrite", "mine", scope="project"))
+        assert wrote["status"] == "rejected"
+
+        # and alice still sees only her sessions
+        assert "No session 'b1'" in await call_error(alice, "page_list", session_id="b1")
+
+
+async def test_a_short_token_never_authenticates_even_when_listed(server: HttpServer) -> None:
+    with pytest.raises(Exception):  # noqa: B017 - the SDK surfaces the 401 as its own error type
+        async with server.client(SHORT) as client:
+            await client.call_tool("session_start", {"session_id": "m1"})
+    assert "m1" not in server.log_text()
+
+
+async def test_sighup_reloads_the_table_and_a_bad_file_keeps_the_old_one(server: HttpServer, tmp_path: Path) -> None:
+    tokens = tmp_path / "tokens.json"
+    async with server.client(ALICE) as alice:
+        await call(alice, "session_start", session_id="a1", project_id="proj-a")
+        await call(alice, "page_write", **note("a1", "ev/plan", "quetzal project-wide", scope="project"))
+    async with server.client(BOB) as bob:
+        await call(bob, "session_start", session_id="b-in-a", project_id="proj-a")
+        assert (await call(bob, "recall", session_id="b-in-a", query="quetzal"))["outcome"] == "denied"
+
+    write_tokens(tokens, {"proj-b": "write", "proj-a": "read"})
+    server.proc.send_signal(signal.SIGHUP)
+
+    async def bob_sees() -> bool:
+        async with server.client(BOB) as bob:
+            return (await call(bob, "recall", session_id="b-in-a", query="quetzal"))["outcome"] == "hit"
+
+    await wait_for(bob_sees, "bob's new read grant on proj-a")
+
+    tokens.write_text("{not json")
+    server.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while "not reloaded" not in server.log_text():
+        assert time.monotonic() < deadline, server.log_text()
+        time.sleep(0.1)
+    async with server.client(BOB) as bob:  # the old table, with the grant, stays
+        assert (await call(bob, "recall", session_id="b-in-a", query="quetzal"))["outcome"] == "hit"
+    assert server.proc.poll() is None
+
+
+def serve(tmp_path: Path, *extra: str, token: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = child_env()
+    env.pop("CLAWVM_TOKEN", None)
+    if token is not None:
+        env["CLAWVM_TOKEN"] = token
+    args = [sys.executable, "-m", "clawvm_mcp", "serve", "--http", "--db", str(tmp_path / "t.db"), "--port", "1"]
+    return subprocess.run(
+        [*args, *extra], capture_output=True, text=True, env=env, timeout=60, stdin=subprocess.DEVNULL
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        ("{not json", "not JSON"),
+        ('{"tokens": []}', "expected"),
+        ('{"tokens": [{"sha256": "' + "ab" * 20 + '", "principal": "p"}]}', "64 lowercase hex"),
+        ('{"tokens": [{"sha256": "' + "ab" * 32 + '", "principal": ""}]}', "principal must be"),
+        ('{"tokens": [{"sha256": "' + "ab" * 32 + '", "principal": "p", "grants": {"x": "admin"}}]}', "read or write"),
+    ],
+)
+def test_a_bad_tokens_file_is_refused_at_start_with_one_line(tmp_path: Path, content: str, says: str) -> None:
+    (tmp_path / "tokens.json").write_text(content)
+    run = serve(tmp_path, "--tokens", str(tmp_path / "tokens.json"))
+    assert run.returncode == 2
+    assert says in run.stderr and "Traceback" not in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1, run.stderr
+
+
+def test_a_missing_tokens_file_is_refused(tmp_path: Path) -> None:
+    run = serve(tmp_path, "--tokens", str(tmp_path / "nope.json"))
+    assert run.returncode == 2 and "cannot read the tokens file" in run.stderr
+
+
+@pytest.mark.parametrize("token", ["", "x", "       "])
+def test_an_empty_or_trivial_clawvm_token_is_refused(tmp_path: Path, token: str) -> None:
+    run = serve(tmp_path, token=token)
+    assert run.returncode == 2
+    assert "CLAWVM_TOKEN" in run.stderr and "Traceback" not in run.stderr
