@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +56,7 @@ def server(tmp_path: Path) -> Iterator[HttpServer]:
         srv.stop()
 
 
-async def wait_for(predicate: Any, what: str, timeout: float = 10.0) -> None:
+async def wait_for(predicate: Callable[[], Awaitable[bool]], what: str, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while not await predicate():
         if time.monotonic() > deadline:
@@ -143,7 +143,8 @@ async def test_sighup_reloads_the_table_and_a_bad_file_keeps_the_old_one(server:
 
     async def bob_sees() -> bool:
         async with server.client(BOB) as bob:
-            return (await call(bob, "recall", session_id="b-in-a", query="quetzal"))["outcome"] == "hit"
+            found = await call(bob, "recall", session_id="b-in-a", query="quetzal")
+        return bool(found["outcome"] == "hit")
 
     await wait_for(bob_sees, "bob's new read grant on proj-a")
 
