@@ -1,13 +1,14 @@
-"""WritebackJournal rules: the five validation checks and the deterministic merge (DESIGN section 4).
+"""WritebackJournal rules: the five validation checks and the deterministic field merge (DESIGN section 4).
 
-Pure functions over pages; the engine sequences them (stage -> validate -> commit) against the store.
+Pure functions over pages and plain values. The engine sequences them: ``check`` (schema, provenance, scope,
+destructive ops) before the merge, ``check_invariants`` on the merged page after it; nothing here calls back.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Container, Mapping
+from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 from .pages import (
@@ -102,16 +103,14 @@ class WriteRequest:
 
 @dataclass(frozen=True, slots=True)
 class ValidationContext:
-    """What the checks may consult; callables keep the journal free of storage details."""
+    """What the checks before the merge may consult: plain values, so the journal calls back into nothing."""
 
     current: Page | None  # the page as the session sees it (staged updates applied); tombstones included
     committed_version: int
-    page_exists: Callable[[str], bool]
-    tool_call_exists: Callable[[str], bool]
-    can_write_scope: Callable[[Scope], bool]
-    hard_floor_tokens: Callable[[], int]  # the session's hard-pinned floor set without this page (summed lazily)
+    live_pages: Container[str]  # ids of the session's live pages (provenance page:<id> must name one)
+    tool_calls: Container[str]  # call ids of the session's recorded tool calls (provenance tool:<call_id>)
+    can_write_project: bool
     budget: int
-    floor_tokens: Callable[[Page], int] = field(default=lambda p: 0)
     max_page_bytes: int = MAX_PAGE_BYTES
 
 
@@ -196,9 +195,9 @@ def _provenance(req: WriteRequest, ctx: ValidationContext) -> list[str]:
     kind, _, target = prov.ref.partition(":")
     if not target:
         return [f"provenance ref {prov.ref!r} must be page:<id>, tool:<call_id> or ext:<anything>"]
-    if kind == "page" and not ctx.page_exists(target):
+    if kind == "page" and target not in ctx.live_pages:
         return [f"provenance ref {prov.ref!r} names no page of this session"]
-    if kind == "tool" and not ctx.tool_call_exists(target):
+    if kind == "tool" and target not in ctx.tool_calls:
         return [f"provenance ref {prov.ref!r} names no recorded tool call of this session"]
     if kind not in ("page", "tool", "ext"):
         return [f"provenance ref {prov.ref!r} must start with page:, tool: or ext:"]
@@ -214,7 +213,7 @@ def _scope(req: WriteRequest, ctx: ValidationContext) -> list[str]:
     out: list[str] = []
     if cur is not None and not cur.deleted and req.scope is not None and req.scope != cur.scope:
         out.append(f"page {req.page_id!r} is {cur.scope}-scoped; scope cannot change")
-    if scope in SCOPES and not ctx.can_write_scope(scope):  # type: ignore[arg-type]
+    if scope == "project" and not ctx.can_write_project:
         out.append(f"this principal has no write grant for {scope}-scope pages of this project")
     return out
 
@@ -233,40 +232,36 @@ def _destructive(req: WriteRequest, ctx: ValidationContext) -> list[str]:
     return []
 
 
-def _invariants(req: WriteRequest, ctx: ValidationContext, merged: Page | None) -> list[str]:
-    out: list[str] = []
-    cur = ctx.current
-    if req.op == "delete" and cur is not None and cur.pin == "hard":
-        out.append(f"page {req.page_id!r} is hard-pinned; unpin it before deleting")
-    if merged is None:
-        return out
-    if merged.type == "bootstrap" and merged.pin != "hard":
-        out.append("bootstrap pages stay hard-pinned")
-    missing = [f for f in merged.policy.floor_fields if not merged.fields.get(f)]
-    if missing:
-        out.append(f"structured form lacks {', '.join(missing)}, which the {merged.type} floor needs")
-    if merged.pin == "hard":
-        need = ctx.hard_floor_tokens() + ctx.floor_tokens(merged)
-        if need > ctx.budget:
-            out.append(f"hard-pinned floor set would need {need} tokens; the session budget is {ctx.budget}")
-    return out
-
-
-def validate(
-    req: WriteRequest, ctx: ValidationContext, merge: Callable[[WriteRequest, Page | None], Page]
-) -> tuple[list[Reason], Page | None]:
-    """Run every check (a rejected write lists all failures) and return the merged page if all pass."""
+def check(req: WriteRequest, ctx: ValidationContext) -> list[Reason]:
+    """The checks that run before the merge: schema, provenance, scope and destructive ops. Every failing check is
+    listed (a rejected write names all its faults). A SCHEMA_INVALID request is not merged at all."""
     reasons = [Reason("SCHEMA_INVALID", d) for d in _schema(req, ctx)]
     reasons += [Reason("PROVENANCE_DANGLING", d) for d in _provenance(req, ctx)]
     reasons += [Reason("SCOPE_DENIED", d) for d in _scope(req, ctx)]
     reasons += [Reason("DESTRUCTIVE_OP", d) for d in _destructive(req, ctx)]
-    merged = None
-    if not any(r.code == "SCHEMA_INVALID" for r in reasons) and req.op != "delete":
-        merged = merge(req, ctx.current)
-    reasons += [Reason("INVARIANT_VIOLATION", d) for d in _invariants(req, ctx, merged)]
-    if req.op == "delete" and not reasons and ctx.current is not None:
-        merged = replace(ctx.current, deleted=True, dirty=req.commit == "boundary")
-    return reasons, (merged if not reasons else None)
+    return reasons
+
+
+def check_invariants(
+    req: WriteRequest, current: Page | None, merged: Page | None, other_floors: int, budget: int
+) -> list[Reason]:
+    """The pin and min-fidelity rules, on the page the merge made (None for a delete or an unmerged request).
+    ``other_floors`` is the floor tokens of the session's other hard-pinned pages (needed only when ``merged`` is
+    hard-pinned), ``budget`` the session's."""
+    out: list[str] = []
+    if req.op == "delete" and current is not None and current.pin == "hard":
+        out.append(f"page {req.page_id!r} is hard-pinned; unpin it before deleting")
+    if merged is not None:
+        if merged.type == "bootstrap" and merged.pin != "hard":
+            out.append("bootstrap pages stay hard-pinned")
+        missing = [f for f in merged.policy.floor_fields if not merged.fields.get(f)]
+        if missing:
+            out.append(f"structured form lacks {', '.join(missing)}, which the {merged.type} floor needs")
+        if merged.pin == "hard":
+            need = other_floors + merged.tokens_at(merged.at_least(merged.min_fidelity))
+            if need > budget:
+                out.append(f"hard-pinned floor set would need {need} tokens; the session budget is {budget}")
+    return [Reason("INVARIANT_VIOLATION", d) for d in out]
 
 
 def merge_fields(explicit: Fields, effective: Fields, update: Fields, op: Op) -> Fields:

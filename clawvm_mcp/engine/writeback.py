@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from ..canonical import dumps
-from ..journal import Reason, ValidationContext, WriteRequest, validate
+from ..journal import Reason, ValidationContext, WriteRequest, check_invariants
+from ..journal import check as journal_checks
 from ..pages import PAGE_ID_RE, TYPE_POLICIES, Page, Provenance
 from ..store.base import Committed, JournalEntry, PageCommit, Rejection, StoreBusy
 from .merge import PageMerger, floor_tokens
@@ -37,21 +38,16 @@ def namespace_for(state: SessionState, req: WriteRequest) -> str:
 
 
 def validation_context(
-    rt: Runtime, state: SessionState, req: WriteRequest, current: Page | None, committed_version: int
+    rt: Runtime, state: SessionState, current: Page | None, committed_version: int
 ) -> ValidationContext:
-    """What the five checks may consult; the hard-floor total is summed only for a write that pins hard."""
-    project_id = state.record.project_id
+    """What the checks before the merge may consult, as plain values."""
     return ValidationContext(
         current=current,
         committed_version=committed_version,
-        page_exists=lambda pid: pid in state.pages and not state.pages[pid].deleted,
-        tool_call_exists=lambda cid: cid in state.call_ids,
-        can_write_scope=lambda scope: scope == "session" or rt.config.can_write_project(project_id),
-        hard_floor_tokens=lambda: sum(
-            floor_tokens(state.pages.sizes[pid].page) for pid in state.pages.hard if pid != req.page_id
-        ),
+        live_pages=state.pages.sizes,  # live pages only (tombstones are not in the selector's index)
+        tool_calls=state.call_ids,
+        can_write_project=rt.config.can_write_project(state.record.project_id),
         budget=state.record.budget,
-        floor_tokens=floor_tokens,
         max_page_bytes=rt.config.max_page_bytes,
     )
 
@@ -59,10 +55,22 @@ def validation_context(
 def check(
     rt: Runtime, state: SessionState, req: WriteRequest, current: Page | None, committed_version: int
 ) -> tuple[list[Reason], Page | None]:
-    """The five checks and the merge of one request: its reasons, and the merged page when there are none. The
-    merge is stamped with the request's own turn, so replaying a staged row later builds the same page."""
-    merger = PageMerger(rt.counter, req.turn, committed_version)
-    return validate(req, validation_context(rt, state, req, current, committed_version), merger)
+    """The checks, then the merge, then the invariants on the merged page: its reasons, and the merged page when
+    there are none. The merge is stamped with the request's own turn, so replaying a staged row later builds the
+    same page."""
+    reasons = journal_checks(req, validation_context(rt, state, current, committed_version))
+    merged = None
+    if not any(r.code == "SCHEMA_INVALID" for r in reasons) and req.op != "delete":
+        merged = PageMerger(rt.counter, req.turn, committed_version)(req, current)
+    others = 0
+    if merged is not None and merged.pin == "hard":  # summed only for a write that pins hard
+        others = sum(floor_tokens(state.pages.sizes[pid].page) for pid in state.pages.hard if pid != req.page_id)
+    reasons += check_invariants(req, current, merged, others, state.record.budget)
+    if reasons:
+        return reasons, None
+    if req.op == "delete":
+        return [], None if current is None else replace(current, deleted=True, dirty=req.commit == "boundary")
+    return [], merged
 
 
 def journal_entry(state: SessionState, ns: str, req: WriteRequest, reasons: list[Reason]) -> JournalEntry:
