@@ -12,8 +12,8 @@ from clawvm_mcp.replay import bench
 
 
 def test_bench_quick_prints_every_figure(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    out = tmp_path / "bench.json"
-    assert bench.main(["--quick", "--pages", "5,12", "--json", str(out)]) == 0
+    out, png = tmp_path / "bench.json", tmp_path / "growth.png"
+    assert bench.main(["--quick", "--pages", "5,12", "--json", str(out), "--plot", str(png)]) == 0
     text = capsys.readouterr().out
     for name in (
         "== 5 pages",
@@ -37,6 +37,10 @@ def test_bench_quick_prints_every_figure(tmp_path: Path, capsys: pytest.CaptureF
         "cold start to first result",
         "committed writes (WAL)",
         "raw sqlite commit",
+        "== growth with the page table ==",
+        "| stdio context_assemble (ms) |",
+        "| stdio create (ms) |",
+        "| session_start in process (ms) |",
     ):
         assert name in text, name
     data = json.loads(out.read_text())
@@ -46,6 +50,10 @@ def test_bench_quick_prints_every_figure(tmp_path: Path, capsys: pytest.CaptureF
     assert {"write_append_now_us", "write_staged_us", "write_create_us", "page_create_ms"} <= set(data[0])
     assert {"mcp_commits_per_s", "session_start_ms", "stdio_session_start_ms"} <= set(data[0])
     assert all(d["write_create_us"]["n"] >= 1 and d["mcp_commits_per_s"]["value"] > 0 for d in data)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # the test extra installs matplotlib
+    growth = text[text.index("== growth") :].splitlines()
+    assert growth[1] == "| cost | 5 pages | 12 pages | largest / smallest |"
+    assert len([line for line in growth if line.startswith("| ")]) == 1 + len(bench.GROWTH)  # every cost has a row
 
 
 def test_the_baseline_selector_is_the_frozen_reference() -> None:

@@ -740,6 +740,67 @@ def render(results: Sequence[SizeResult]) -> str:
     return "\n".join(lines)
 
 
+# (label, figure, key): the per-call costs issue 12 asks to stay flat as the table grows
+GROWTH: tuple[tuple[str, str, str], ...] = (
+    ("engine turn (µs)", "engine_turn_us", "median"),
+    ("reference turn (µs)", "reference_turn_us", "median"),
+    ("engine.write create (µs)", "write_create_us", "median"),
+    ("stdio context_assemble (ms)", "context_assemble_ms", "median"),
+    ("stdio create (ms)", "page_create_ms", "median"),
+    ("stdio page_write (ms)", "page_write_ms", "median"),
+    ("session_start in process (ms)", "session_start_ms", "value"),
+    ("session_start over stdio (ms)", "stdio_session_start_ms", "value"),
+)
+
+
+def _growth_rows(results: Sequence[SizeResult]) -> list[tuple[str, list[float | None]]]:
+    rows = []
+    for label, name, key in GROWTH:
+        values = [r.figures[name][key] if name in r.figures else None for r in results]
+        if any(v is not None for v in values):
+            rows.append((label, values))
+    return rows
+
+
+def render_growth(results: Sequence[SizeResult]) -> str:
+    """One line per cost, one column per table size, and the largest size's figure over the smallest's."""
+    rows = _growth_rows(results)
+    if len(results) < 2 or not rows:
+        return ""
+    head = "| cost | " + " | ".join(f"{r.pages:,} pages" for r in results) + " | largest / smallest |"
+    lines = ["== growth with the page table ==", head, "|---|" + "---:|" * (len(results) + 1)]
+    for label, values in rows:
+        cells = ["n/a" if v is None else f"{v:,.3g}" if v < 100 else f"{v:,.0f}" for v in values]
+        first, last = values[0], values[-1]
+        ratio = _ratio(last, first) if first is not None and last is not None else "n/a"
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {ratio} |")
+    return "\n".join(lines)
+
+
+def plot_growth(results: Sequence[SizeResult], path: Path) -> str | None:
+    """The growth table as a log-log PNG; returns why it was skipped (no ``plot`` extra), or None when written."""
+    try:
+        import matplotlib  # type: ignore[import-not-found,unused-ignore]
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        return "matplotlib is not installed (pip install 'clawvm-mcp[plot]'); skipped the plot"
+    sizes = [r.pages for r in results]
+    fig, (us_ax, ms_ax) = plt.subplots(1, 2, figsize=(11, 4.4))
+    for i, (label, values) in enumerate(_growth_rows(results)):
+        points = [(n, v) for n, v in zip(sizes, values, strict=True) if v is not None]
+        ax = us_ax if "(µs)" in label else ms_ax
+        ax.plot([n for n, _ in points], [v for _, v in points], marker="o", color=f"C{i % 10}", label=label)
+    for ax, unit in ((us_ax, "µs"), (ms_ax, "ms")):
+        ax.set(xscale="log", yscale="log", xlabel="pages in the session", ylabel=f"median ({unit})")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, metadata={"Software": None})
+    plt.close(fig)
+    return None
+
+
 def run(sizes: Sequence[int], quick: bool, parts: set[str], out: Path | None = None) -> list[SizeResult]:
     counter = TokenCounter(cache_size=65_536)
     results = []
@@ -792,6 +853,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="run only these parts (repeatable; default all)",
     )
     p.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the figures as JSON")
+    p.add_argument("--plot", type=Path, default=None, metavar="PNG", help="draw the growth table (plot extra)")
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -803,6 +865,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
     )
     started = time.perf_counter()
     results = run(args.pages, args.quick, parts)
+    growth = render_growth(results)
+    if growth:
+        print(growth, flush=True)
+    if args.plot is not None:
+        print(plot_growth(results, args.plot) or f"growth plot: {args.plot}", flush=True)
     print(f"done in {time.perf_counter() - started:.1f} s", flush=True)
     if args.json is not None:
         args.json.write_text(json.dumps([{"pages": r.pages, **r.figures} for r in results], indent=2) + "\n")
