@@ -92,8 +92,9 @@ async def test_two_principals_cannot_reach_each_other(server: HttpServer) -> Non
         # resources: neither listed nor readable
         listed = {str(r.uri) for r in (await bob.list_resources()).resources}
         assert "clawvm://sessions/a1/context" not in listed
-        for uri in ("clawvm://sessions/a1/context", "clawvm://sessions/a1/pages/ev/secret"):
-            with pytest.raises(MCPError):
+        for uri in ("clawvm://sessions/a1/context", "clawvm://sessions/a1/pages/ev%2Fsecret"):
+            assert "zanzibar" in str((await alice.read_resource(uri)).contents[0])
+            with pytest.raises(MCPError, match="No session 'a1'"):
                 await bob.read_resource(uri)
         assert "clawvm://sessions/a1/context" in {str(r.uri) for r in (await alice.list_resources()).resources}
 
