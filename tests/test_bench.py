@@ -1,9 +1,14 @@
-"""Smoke test of ``clawvm-mcp bench``: it runs at tiny sizes and prints every figure. No timing assertions."""
+"""Smoke test of ``clawvm-mcp bench``: it runs at tiny sizes and prints every figure. No timing assertions.
+
+The side-by-side with the official memory server runs when CLAWVM_MEMORY_SERVER names its ``mcp-server-memory``
+(``npm install --prefix DIR @modelcontextprotocol/server-memory``); nothing here reaches the network."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -71,3 +76,24 @@ def test_register_adds_the_bench_verb() -> None:
     assert args.func is bench.cmd_bench
     with pytest.raises(SystemExit):
         parser.parse_args(["bench", "--pages", "lots"])
+
+
+def test_versus_needs_the_official_server(capsys: pytest.CaptureFixture[str]) -> None:
+    assert bench.main(["--quick", "--pages", "5", "--only", "versus"]) == 2
+    assert "--memory-server" in capsys.readouterr().err
+
+
+OFFICIAL = os.environ.get("CLAWVM_MEMORY_SERVER") or shutil.which("mcp-server-memory")
+
+
+@pytest.mark.skipif(
+    OFFICIAL is None, reason="set CLAWVM_MEMORY_SERVER to npm @modelcontextprotocol/server-memory's bin"
+)
+def test_versus_runs_every_op_on_both_servers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "versus.json"
+    args = ["--quick", "--pages", "12", "--only", "versus", "--memory-server", str(OFFICIAL), "--json", str(out)]
+    assert bench.main(args) == 0
+    figures, text = json.loads(out.read_text())[0], capsys.readouterr().out
+    for op in bench.VERSUS_OPS:
+        assert figures[f"versus_{op}_ms"]["clawvm"] > 0 and figures[f"versus_{op}_ms"]["official"] > 0, op
+        assert f"vs official memory server, {op}" in text, op

@@ -579,6 +579,98 @@ def noop_server() -> None:
     server.run()
 
 
+# ---------------------------------------------------------------------------------------------------- versus
+
+
+VERSUS_OPS = ("write", "create", "read", "search_common", "search_rare")
+
+
+def _seed_graph(path: Path, pages: Sequence[Page]) -> None:
+    """The same notes as the official memory server's JSONL file (its own line format): one entity per page, named
+    by page id, typed by page type, its content as the one observation. Setup, not measured."""
+    with path.open("w", encoding="utf-8") as out:
+        out.write(
+            "\n".join(
+                json.dumps({"type": "entity", "name": p.page_id, "entityType": p.type, "observations": [p.content]})
+                for p in pages
+            )
+        )
+
+
+async def bench_versus(db: Path, pages: Sequence[Page], plan: Plan, server: str, result: SizeResult) -> None:
+    """clawvm-mcp and the official MCP memory server (npm @modelcontextprotocol/server-memory, at ``server``), both
+    over stdio with the same client, on the same notes: an append to a note (page_write commit now /
+    add_observations), a new note (create / create_entities), a read of one note (page_read / open_nodes) and a
+    search (recall, top 10 / search_nodes, every match) for a word most notes hold and for one note's number."""
+    from mcp import Client
+    from mcp.client.stdio import StdioServerParameters
+
+    graph = db.with_name(db.stem + "-graph.jsonl")
+    _seed_graph(graph, pages)
+    ours = StdioServerParameters(
+        command=sys.executable, args=["-m", "clawvm_mcp.replay.bench", "--serve", str(db)], env=_child_env()
+    )
+    theirs = StdioServerParameters(command=server, args=[], env={**_child_env(), "MEMORY_FILE_PATH": str(graph)})
+    ids = [p.page_id for p in pages]
+    hot = _hot(pages)
+    prov = {"source": "model", "ref": "ext:bench", "turn": 0}
+    rare = ids[len(ids) // 2].rsplit("/", 1)[-1]  # a note's number: in its id (clawvm) and its name (official)
+
+    def clawvm(op: str, i: int) -> tuple[str, dict[str, Any]]:
+        sid = {"session_id": SESSION}
+        if op == "write":
+            text = f"versus note {i}"
+            return "page_write", {
+                **sid,
+                "page_id": hot[i % len(hot)],
+                "op": "append",
+                "content": text,
+                "provenance": prov,
+            }
+        if op == "create":
+            text = f"versus create {i}: the deploy rule"
+            args = {"page_id": f"evid/vs/{i:06d}", "op": "create", "type": "evidence", "content": text}
+            return "page_write", {**sid, **args, "provenance": prov}
+        if op == "read":
+            return "page_read", {**sid, "page_id": ids[(i * 7919) % len(ids)]}
+        return "recall", {**sid, "query": "deploy" if op == "search_common" else rare}
+
+    def official(op: str, i: int) -> tuple[str, dict[str, Any]]:
+        if op == "write":
+            return "add_observations", {
+                "observations": [{"entityName": hot[i % len(hot)], "contents": [f"versus note {i}"]}]
+            }
+        if op == "create":
+            entity = {"name": f"evid/vs/{i:06d}", "entityType": "evidence", "observations": [f"versus create {i}"]}
+            return "create_entities", {"entities": [entity]}
+        if op == "read":
+            return "open_nodes", {"names": [ids[(i * 7919) % len(ids)]]}
+        return "search_nodes", {"query": "deploy" if op == "search_common" else rare}
+
+    async def drive(
+        params: StdioServerParameters, call: Callable[[str, int], tuple[str, dict[str, Any]]]
+    ) -> dict[str, Stats]:
+        out: dict[str, Stats] = {}
+        async with Client(params, cache=None) as c:
+            if params is ours:
+                _check(await c.call_tool("session_start", {"session_id": SESSION, "budget": BUDGET}))
+            for op in VERSUS_OPS:
+
+                async def one(i: int, op: str = op) -> object:
+                    tool, args = call(op, i)
+                    return _check(await c.call_tool(tool, args))
+
+                for i in range(3):
+                    await one(10_000 + i)  # warm-up, ids of their own
+                out[op] = await _timed(plan.reads if op != "create" else plan.writes, one)
+        return out
+
+    mine = await drive(ours, clawvm)
+    other = await drive(theirs, official)
+    for op in VERSUS_OPS:
+        result.put(f"versus_{op}_ms", clawvm=mine[op].median, official=other[op].median, clawvm_p95=mine[op].p95)
+
+
 # ---------------------------------------------------------------------------------------------------- commits
 
 
@@ -724,6 +816,13 @@ def render(results: Sequence[SizeResult]) -> str:
                 f"   (no-op server {cs['baseline']:.0f} ms: {_ratio(cs['value'], cs['baseline'])});"
                 f" of which the session_start call {ss['value']:.1f} ms"
             )
+        if "versus_write_ms" in f:
+            for op in VERSUS_OPS:
+                v = f[f"versus_{op}_ms"]
+                lines.append(
+                    f"  vs official memory server, {op:<14} clawvm {v['clawvm']:.2f} ms  official {v['official']:.2f} ms"
+                    f"  -> clawvm takes {_ratio(v['clawvm'], v['official'])} the official server's time"
+                )
         if "commits_per_s" in f:
             c = f["commits_per_s"]
             lines.append(
@@ -801,7 +900,9 @@ def plot_growth(results: Sequence[SizeResult], path: Path) -> str | None:
     return None
 
 
-def run(sizes: Sequence[int], quick: bool, parts: set[str], out: Path | None = None) -> list[SizeResult]:
+def run(
+    sizes: Sequence[int], quick: bool, parts: set[str], out: Path | None = None, memory_server: str | None = None
+) -> list[SizeResult]:
     counter = TokenCounter(cache_size=65_536)
     results = []
     all_requests = make_requests(max(sizes))
@@ -814,6 +915,10 @@ def run(sizes: Sequence[int], quick: bool, parts: set[str], out: Path | None = N
                 bench_engine(pages, plan, result)
             if "writes" in parts:
                 anyio.run(bench_writes, pages, plan, result)
+            if "versus" in parts and memory_server is not None:
+                db = Path(tmp) / f"versus-{n}.db"
+                anyio.run(populate, db, pages)
+                anyio.run(bench_versus, db, pages, plan, memory_server, result)
             if parts & {"stdio", "commits"}:
                 db = Path(tmp) / f"bench-{n}.db"
                 anyio.run(populate, db, pages)
@@ -847,24 +952,36 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true", help="a tenth of the iterations (CI smoke run)")
     p.add_argument(
         "--only",
-        choices=["engine", "writes", "stdio", "commits"],
+        choices=["engine", "writes", "stdio", "commits", "versus"],
         action="append",
         default=None,
         help="run only these parts (repeatable; default all)",
     )
     p.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the figures as JSON")
+    p.add_argument(
+        "--memory-server",
+        default=None,
+        metavar="PATH",
+        help="the official MCP memory server's mcp-server-memory (npm @modelcontextprotocol/server-memory, installed"
+        " beforehand) to run the side-by-side part against",
+    )
     p.add_argument("--plot", type=Path, default=None, metavar="PNG", help="draw the growth table (plot extra)")
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    parts = set(args.only or ("engine", "writes", "stdio", "commits"))
+    parts = set(args.only or ("engine", "writes", "stdio", "commits", *(("versus",) if args.memory_server else ())))
+    if "versus" in parts and not args.memory_server:
+        print(
+            "Error: --only versus needs --memory-server PATH (npm @modelcontextprotocol/server-memory)", file=sys.stderr
+        )
+        return 2
     print(
         f"clawvm-mcp bench: python {sys.version.split()[0]}, {os.cpu_count()} cpus, sizes "
         f"{', '.join(f'{n:,}' for n in args.pages)}{' (quick)' if args.quick else ''}",
         flush=True,
     )
     started = time.perf_counter()
-    results = run(args.pages, args.quick, parts)
+    results = run(args.pages, args.quick, parts, memory_server=args.memory_server)
     growth = render_growth(results)
     if growth:
         print(growth, flush=True)
