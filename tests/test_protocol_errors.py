@@ -266,9 +266,10 @@ async def test_completions_offer_sessions_pages_and_budget(tmp_path: Path, mode:
 
 
 async def test_no_list_change_is_claimed(client: Client) -> None:
-    """The tools, prompt and templates never change at run time, and nothing publishes a change: claiming
-    listChanged made the conformance suite expect notifications that never come."""
+    """The tools, prompt and templates never change at run time, and nothing publishes a list change: claiming
+    listChanged made the conformance suite expect notifications that never come. Resource updates are published
+    on subscriptions/listen (2026-07-28 only, tests/test_subscriptions.py); no legacy resources/subscribe."""
     caps = client.server_capabilities
     assert caps is not None and caps.tools is not None and caps.prompts is not None and caps.resources is not None
     assert not caps.tools.list_changed and not caps.prompts.list_changed and not caps.resources.list_changed
-    assert not caps.resources.subscribe
+    assert caps.resources.subscribe is (client.protocol_version >= "2026-07-28")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import inspect
 import logging
 import re
@@ -48,12 +50,14 @@ from ..journal import WriteRequest
 from ..pages import Provenance
 from ..store import StoreError, open_store
 from ..tokens import TokenCounter
+from .live import PrincipalBus, ProjectCheck, announce, name_listeners, watch
 from .middleware import (
     check_prompt_arguments,
     completion_request,
     explain_argument_errors,
     expose_lifespan_to_completions,
     list_extra_resources,
+    no_list_changes,
     reject_unknown_tools,
     text_first,
 )
@@ -189,6 +193,11 @@ def auth_options(tokens: TableVerifier | None) -> dict[str, Any]:
     return {"token_verifier": tokens, "auth": auth}
 
 
+def readable(state: AppState) -> ProjectCheck:
+    """(principal, project) -> whether that principal's engine may read the project's pages now."""
+    return lambda principal, project: state.engine_for(principal).config.can_read_project(project)
+
+
 def create_server(config: ServerConfig | None = None) -> MCPServer[AppState]:
     cfg = config or ServerConfig()
 
@@ -198,30 +207,53 @@ def create_server(config: ServerConfig | None = None) -> MCPServer[AppState]:
         engine_cfg = replace(cfg.engine, principal=cfg.principal)
         log.info("clawvm-mcp %s: db %s, principal %s", __version__, cfg.db, cfg.principal)
         state = AppState(ClawVMEngine(store, TokenCounter(), engine_cfg), cfg.tokens)
+        watcher = asyncio.create_task(watch(store, bus, readable(state)), name="clawvm-resource-updates")
         try:
             yield state
         finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
             try:
                 for engine in state.all_engines():
                     await engine.save_all()
             finally:
                 await store.close()
 
-    # subscriptions=False: nothing here publishes list or resource changes (the tools and the prompt are fixed), so
-    # the server must not claim listChanged or serve a subscriptions/listen stream that never carries anything
+    # subscriptions/listen carries resource updates (server/live.py), each to the session owner's listeners only;
+    # the tool, prompt and resource lists are fixed, so no list_changed event is ever sent
+    bus = PrincipalBus()
     mcp: MCPServer[AppState] = MCPServer(
         "clawvm-mcp",
         title="ClawVM memory",
         version=__version__,
         instructions=INSTRUCTIONS,
         lifespan=lifespan,
-        subscriptions=False,
+        subscriptions=bus,
         **auth_options(cfg.tokens),
     )
 
     def engine_of(ctx: Context[AppState]) -> ClawVMEngine:
         request = ctx.request_context
         return request.lifespan_context.engine_for(principal_of(request.request))
+
+    async def announced(ctx: Context[AppState], session_id: str, op: Awaitable[T]) -> T:
+        """Run a tool's operation; if the principal has listeners, announce what it changed in the session."""
+        engine = engine_of(ctx)
+        principal = engine.config.principal
+        before: int | None = None
+        if bus.listening(principal):
+            with contextlib.suppress(StoreError):
+                before = await engine.store.change_seq()
+        result = await _call(op)
+        if before is not None:
+            try:
+                await announce(
+                    engine.store, bus, principal, session_id, before, readable(ctx.request_context.lifespan_context)
+                )
+            except StoreError as exc:  # the write stands; the watcher announces it on its next round
+                log.warning("resource update for %s not sent: %s", session_id, exc)
+        return result
 
     tools: dict[str, Callable[..., Any]] = {}
 
@@ -256,7 +288,7 @@ def create_server(config: ServerConfig | None = None) -> MCPServer[AppState]:
             )
             for b in bootstrap or []
         ]
-        return await _call(engine_of(ctx).session_start(session_id, project_id, budget, pages))
+        return await announced(ctx, session_id, engine_of(ctx).session_start(session_id, project_id, budget, pages))
 
     @tool(title="Write a page (validated, journaled)", annotations=DESTRUCTIVE)
     async def page_write(
@@ -279,7 +311,7 @@ def create_server(config: ServerConfig | None = None) -> MCPServer[AppState]:
         reason codes and leaves the page untouched."""
         prov = Provenance(provenance.source, provenance.ref, provenance.turn)
         req = WriteRequest(op, page_id, prov, type, content, fields, base_version, scope, pin, commit)
-        return await _call(engine_of(ctx).write(session_id, req))
+        return await announced(ctx, session_id, engine_of(ctx).write(session_id, req))
 
     @tool(title="Read a page", annotations=READ_ONLY)
     async def page_read(
@@ -294,12 +326,12 @@ def create_server(config: ServerConfig | None = None) -> MCPServer[AppState]:
         session_id: SESSION_ID, page_id: PAGE_ID, ctx: Context[AppState], pin: Literal["hard", "soft"] = "hard"
     ) -> WriteResult:
         """Pin a page: hard-pinned pages are in every prompt at or above their floor."""
-        return await _call(engine_of(ctx).pin(session_id, page_id, pin))
+        return await announced(ctx, session_id, engine_of(ctx).pin(session_id, page_id, pin))
 
     @tool(title="Unpin a page", annotations=WRITE_IDEMPOTENT)
     async def page_unpin(session_id: SESSION_ID, page_id: PAGE_ID, ctx: Context[AppState]) -> WriteResult:
         """Remove a page's pin (bootstrap pages stay pinned: that is rejected as INVARIANT_VIOLATION)."""
-        return await _call(engine_of(ctx).pin(session_id, page_id, "none"))
+        return await announced(ctx, session_id, engine_of(ctx).pin(session_id, page_id, "none"))
 
     @tool(title="List pages", annotations=READ_ONLY)
     async def page_list(
@@ -358,7 +390,7 @@ def create_server(config: ServerConfig | None = None) -> MCPServer[AppState]:
         duplicate_signature with stored_result, so you need not run it again. Pass result to store it as an
         evidence page (provenance tool:<call_id>); a repeat with a different result is stored as a new version
         (status updated), and a call that is not idempotent invalidates the stored results it may have changed."""
-        return await _call(engine_of(ctx).tool_execute(session_id, tool, args, result, idempotent))
+        return await announced(ctx, session_id, engine_of(ctx).tool_execute(session_id, tool, args, result, idempotent))
 
     @tool(title="Report a lifecycle event", annotations=WRITE)
     async def lifecycle(
@@ -368,7 +400,7 @@ def create_server(config: ServerConfig | None = None) -> MCPServer[AppState]:
     ) -> LifecycleResult:
         """Tell the memory what the harness is doing. compaction/reset/flush/session_end commit every staged write
         first; bootstrap and constraint pages are re-injected into the next assembled prompt."""
-        return await _call(engine_of(ctx).lifecycle(session_id, event))
+        return await announced(ctx, session_id, engine_of(ctx).lifecycle(session_id, event))
 
     @tool(title="Session statistics", annotations=READ_ONLY)
     async def session_stats(session_id: SESSION_ID, ctx: Context[AppState]) -> StatsResult:
@@ -469,6 +501,10 @@ def create_server(config: ServerConfig | None = None) -> MCPServer[AppState]:
             for sid in ids
         ]
 
+    name_listeners(
+        mcp, lambda request: request.lifespan_context.engine_for(principal_of(request.request)).config.principal
+    )
+    no_list_changes(mcp)
     reject_unknown_tools(mcp)
     check_prompt_arguments(mcp)
     explain_argument_errors(mcp, tools)

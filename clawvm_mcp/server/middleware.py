@@ -5,6 +5,7 @@
 - a tool-argument schema failure is reworded for the model (``arguments.explain``);
 - a tool's text content can lead with one field of its structured result (context_assemble: the prompt);
 - ``resources/list`` also lists what the request can enumerate (its principal's sessions);
+- ``server/discover`` claims no list change (the SDK ties those flags to serving resource subscriptions);
 - completion handlers, which the SDK calls without a request context, can reach the request being served.
 """
 
@@ -22,7 +23,7 @@ from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.utilities.func_metadata import func_metadata
 from mcp.types import INVALID_PARAMS, Resource
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from .arguments import error_text, explain
 
@@ -133,6 +134,31 @@ def list_extra_resources(
             return result
         listed = [r.model_dump(by_alias=True, mode="json", exclude_none=True) for r in await extra(ctx)]
         return {**result, "resources": [*result.get("resources", []), *listed]}
+
+    server.middleware.append(middleware)
+
+
+def no_list_changes(server: MCPServer[Any]) -> None:
+    """At 2026-07-28 the SDK derives every ``listChanged`` flag from serving ``subscriptions/listen``; this server
+    serves it for resource updates only (its tools, prompt and templates never change), so ``server/discover``
+    claims ``resources.subscribe`` and no list change: a client must not wait for notifications never sent."""
+
+    async def middleware(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        result = await call_next(ctx)
+        if ctx.method not in ("server/discover", "initialize"):
+            return result
+        data = (
+            result.model_dump(by_alias=True, mode="json", exclude_none=True)
+            if isinstance(result, BaseModel)
+            else result
+        )
+        if not isinstance(data, dict) or not isinstance(data.get("capabilities"), dict):
+            return result
+        caps = dict(data["capabilities"])
+        for kind in ("tools", "prompts", "resources"):
+            if isinstance(caps.get(kind), dict):
+                caps[kind] = {**caps[kind], "listChanged": False}
+        return {**data, "capabilities": caps}
 
     server.middleware.append(middleware)
 
