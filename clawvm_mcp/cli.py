@@ -66,6 +66,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="HTTP: per-token principals from a JSON file of sha256-hashed tokens with their grants "
         "(reloaded on SIGHUP); replaces CLAWVM_TOKEN and --principal",
     )
+    serve.add_argument(
+        "--max-connections",
+        type=int,
+        default=512,
+        metavar="N",
+        help="HTTP: open connections at most (lowered to fit the file-descriptor limit; default 512)",
+    )
+    serve.add_argument(
+        "--header-timeout", type=float, default=10.0, metavar="S", help="HTTP: seconds to send a request head"
+    )
+    serve.add_argument("--body-timeout", type=float, default=30.0, metavar="S", help="HTTP: seconds to send a body")
     serve.set_defaults(func=cmd_serve)
 
     life = sub.add_parser(
@@ -155,12 +166,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     server = create_server(config)
     if args.http:
-        from .server.http import serve_http
+        from .server.http import Limits, serve_http
 
         auth = "off" if args.no_auth else "tokens file" if tokens is not None else "bearer"
         log.info("serving http://%s:%d/mcp (auth %s)", args.host, args.port, auth)
         single = None if args.no_auth or tokens is not None else token
-        anyio.run(serve_http, server, args.host, args.port, single, tokens)
+        limits = Limits(args.header_timeout, args.body_timeout, args.max_connections)
+        anyio.run(serve_http, server, args.host, args.port, single, tokens, limits)
     else:
         server.run()
     return 0

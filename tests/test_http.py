@@ -3,17 +3,23 @@ request bodies capped. One real ``clawvm-mcp serve --http`` process serves the w
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
+import logging
+import resource
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
-from tests.support.harness import PROV, HttpServer, call, child_env, db_fingerprint, start_http
+from tests.support.harness import PROV, HttpServer, call, child_env, db_fingerprint, free_port, start_http
 
 pytestmark = pytest.mark.anyio
 TOKEN = "correct-horse-battery-staple"
@@ -210,3 +216,126 @@ def test_default_bind_address_is_loopback() -> None:
 
     args = build_parser().parse_args(["serve", "--http"])
     assert args.host == "127.0.0.1"
+
+
+# ---------------------------------------------------------------------------------------------- hardening
+
+
+def spawn(tmp: Path, *extra: str, nofile: int | None = None) -> HttpServer:
+    """``serve --http`` with ``extra`` options, optionally under a file-descriptor limit of ``nofile``."""
+    port = free_port()
+    env = child_env(CLAWVM_TOKEN=TOKEN)
+    args = [sys.executable, "-m", "clawvm_mcp", "serve", "--db", str(tmp / "h.db"), "--http", "--port", str(port)]
+
+    def limit() -> None:
+        if nofile is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+
+    log = tmp / "h.log"
+    with open(log, "ab") as fh:
+        proc = subprocess.Popen(
+            [*args, *extra], stdin=subprocess.DEVNULL, stdout=fh, stderr=fh, env=env, preexec_fn=limit
+        )
+    srv = HttpServer(proc, port, TOKEN, log)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, srv.log_text()
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return srv
+        except OSError:
+            time.sleep(0.05)
+    srv.stop()
+    raise AssertionError(f"no listener on {port}: {srv.log_text()}")
+
+
+def closed_within(sock: socket.socket, seconds: float) -> bool:
+    """Whether the server closes ``sock`` (or answers and closes) within ``seconds``."""
+    sock.settimeout(seconds)
+    try:
+        while sock.recv(65536):
+            pass
+    except TimeoutError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+async def test_idle_sockets_without_a_token_do_not_starve_a_token_holder(tmp_path: Path) -> None:
+    """The issue's lock-out: more idle sockets than the server has descriptors. The cap (256 - 64 reserved)
+    evicts the oldest socket that never sent a request, so the token holder's connection gets in."""
+    srv = spawn(tmp_path, "--max-connections", "100000", "--header-timeout", "60", nofile=256)
+    idle: list[socket.socket] = []
+    try:
+        for _ in range(400):
+            try:
+                idle.append(socket.create_connection(("127.0.0.1", srv.port), timeout=2))
+            except OSError:
+                pass
+        for s in idle[:50]:  # some send half a request head and stop (slowloris)
+            with contextlib.suppress(OSError):
+                s.sendall(b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        started = time.monotonic()
+        with anyio.fail_after(30):
+            async with srv.client() as client:
+                out = await call(client, "session_start", session_id="starved-not")
+        elapsed = time.monotonic() - started
+        assert out["session_id"] == "starved-not"
+        assert elapsed < 15, elapsed
+        assert srv.proc.poll() is None
+        assert "Too many open files" not in srv.log_text()
+        assert srv.log.stat().st_size < 20_000, srv.log.stat().st_size
+    finally:
+        for s in idle:
+            s.close()
+        srv.stop()
+
+
+def test_a_request_head_must_arrive_in_time(tmp_path: Path) -> None:
+    srv = spawn(tmp_path, "--header-timeout", "1")
+    try:
+        silent = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+        slow = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+        slow.sendall(b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        assert closed_within(silent, 6) and closed_within(slow, 6)
+        status, _, _ = post(srv, INIT, {"Authorization": f"Bearer {TOKEN}"})
+        assert status == 200  # a prompt client is unaffected
+    finally:
+        srv.stop()
+
+
+def test_a_request_body_must_arrive_in_time(tmp_path: Path) -> None:
+    srv = spawn(tmp_path, "--body-timeout", "1")
+    try:
+        sock = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+        head = (
+            f"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{srv.port}\r\nContent-Type: application/json\r\n"
+            f"Accept: application/json, text/event-stream\r\nAuthorization: Bearer {TOKEN}\r\n"
+            "Content-Length: 1000\r\n\r\n"
+        )
+        sock.sendall(head.encode() + b'{"jsonrpc"')
+        started = time.monotonic()
+        answer = sock.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 408"), answer
+        assert closed_within(sock, 3)  # Connection: close, not a kept-alive socket
+        assert time.monotonic() - started < 4
+        assert post(srv, INIT, {"Authorization": f"Bearer {TOKEN}"})[0] == 200
+        assert "request body not received within 1s" in srv.log_text()
+    finally:
+        srv.stop()
+
+
+def test_repeated_log_lines_are_rate_limited() -> None:
+    from clawvm_mcp.server.http import RateLimit
+
+    limit = RateLimit(seconds=60)
+    records = [logging.LogRecord("asyncio", logging.ERROR, __file__, 1, "accept failed: %s", ("EMFILE",), None)]
+    records += [logging.LogRecord("asyncio", logging.ERROR, __file__, 1, "accept failed: %s", ("EMFILE",), None)] * 999
+    passed = [r for r in records if limit.filter(r)]
+    assert len(passed) == 1
+    other = logging.LogRecord("uvicorn.error", logging.WARNING, __file__, 1, "another line", (), None)
+    assert limit.filter(other)
+    limit.last = {k: v - 61 for k, v in limit.last.items()}
+    again = logging.LogRecord("asyncio", logging.ERROR, __file__, 1, "accept failed: %s", ("EMFILE",), None)
+    assert limit.filter(again) and "999 like it" in again.getMessage()
