@@ -339,3 +339,32 @@ def test_repeated_log_lines_are_rate_limited() -> None:
     limit.last = {k: v - 61 for k, v in limit.last.items()}
     again = logging.LogRecord("asyncio", logging.ERROR, __file__, 1, "accept failed: %s", ("EMFILE",), None)
     assert limit.filter(again) and "999 like it" in again.getMessage()
+
+
+async def test_session_id_rides_in_a_routing_header(server: HttpServer) -> None:
+    """A gateway can route on Mcp-Param-Session-Id: a 2026-07-28 client sends it on every call that names a
+    session (x-mcp-header on session_id), and the server refuses a header that disagrees with the body."""
+    import httpx2 as httpx
+    from mcp import Client
+    from mcp.client.streamable_http import streamable_http_client
+
+    seen: list[tuple[dict[str, str], bytes]] = []
+
+    async def record(request: httpx.Request) -> None:
+        seen.append((dict(request.headers), request.content))
+
+    http = httpx.AsyncClient(headers={"Authorization": f"Bearer {TOKEN}"}, event_hooks={"request": [record]})
+    async with http, Client(streamable_http_client(server.url, http_client=http)) as client:
+        assert client.protocol_version >= "2026-07-28"
+        await client.list_tools()  # the client learns which argument to mirror from the tool's input schema
+        await call(client, "session_start", session_id="routed-1")
+        await call(client, "page_list", session_id="routed-1")
+    calls = [(headers, body) for headers, body in seen if b'"tools/call"' in body]
+    assert [h.get("mcp-param-session-id") for h, _ in calls] == ["routed-1", "routed-1"], calls
+
+    headers, body = calls[1]
+    keep = {k: v for k, v in headers.items() if k not in ("host", "content-length", "connection", "accept-encoding")}
+    good = post(server, body, keep)
+    assert good[0] == 200, good
+    forged = post(server, body, {**keep, "mcp-param-session-id": "someone-else"})
+    assert forged[0] == 400 and b"Session-Id" in forged[2], forged

@@ -74,7 +74,17 @@ above its floor. Report harness events with lifecycle (turn_end, compaction, res
 writes are committed there, never lost. Route tool calls through tool_execute to reuse results you already have."""
 
 PAGE_ID = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._/-]{0,127}$", description="page id, e.g. plan/main")]
-SESSION_ID = Annotated[str, Field(min_length=1, max_length=128, description="session id from session_start")]
+# x-mcp-header: a 2026-07-28 client mirrors session_id into an ``Mcp-Param-Session-Id`` request header (the SDK
+# checks it against the body), so a gateway can keep a session on one replica without parsing JSON
+SESSION_ID = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=128,
+        description="session id from session_start",
+        json_schema_extra={"x-mcp-header": "Session-Id"},
+    ),
+]
 BUDGET_TEXT = re.compile(r"[0-9]{1,9}")  # a prompt argument or URI query value: ASCII digits only, below 10**9
 CONTEXT_URI = "clawvm://sessions/{session_id}/context{?budget}"
 PAGE_URI = "clawvm://sessions/{session_id}/pages/{page_id}"
