@@ -90,6 +90,23 @@ class Selection:
         return dict.fromkeys(self._sizes, FULL) if self._all_full else dict(self._levels)
 
     @property
+    def table_size(self) -> int:
+        return len(self._sizes)
+
+    def shown(self) -> tuple[Choice, ...]:
+        """The pages shown and the unmet ones, in page_id order: the trace without the dropped pages. It reads only
+        what was placed, not the table, so it costs what the prompt holds (``choices`` costs the whole table)."""
+        if self._all_full or self._choices is not None:
+            unmet = set(self.unmet_required)
+            return tuple(c for c in self.choices if c.level > NONE or c.page_id in unmet)
+        ids = {pid for pid, lv in self._levels.items() if lv > NONE} | set(self.unmet_required)
+        out = []
+        for pid in sorted(ids):
+            lv = self.level_of(pid)
+            out.append(Choice(pid, lv, self._sizes[pid].tokens[lv], self._reasons.get(pid, "dropped")))
+        return tuple(out)
+
+    @property
     def choices(self) -> tuple[Choice, ...]:
         """Every page of the table, in page_id order: level, tokens and why."""
         if self._choices is None:

@@ -45,4 +45,5 @@ async def test_trace_shown_lists_what_the_prompt_holds_and_counts_the_rest(tmp_p
     assert len(full.pages) == 31 and all(p.level != "none" for p in shown.pages)
     assert len(shown.pages) + shown.dropped == 31 and shown.dropped > 0
     assert shown.prompt == full.prompt and shown.tokens_used == full.tokens_used
+    assert shown.pages == [p for p in full.pages if p.level != "none" or p.page_id in full.unmet_required]
     await engine.store.close()

@@ -93,15 +93,17 @@ def block(page: Page, level: Fidelity) -> str:
 def render(state: SessionState, selection: Selection, trace: Trace = "shown") -> AssembleResult:
     """The prompt in DESIGN order (bootstrap, constraint, plan, ...; page id within a type) and the decision
     trace: by default the pages shown or unmet (``dropped`` counts the rest), with ``full`` every page."""
-    chosen = [c for c in selection.choices if c.level > Fidelity.NONE]
-    chosen.sort(key=lambda c: (PROMPT_ORDER[state.pages[c.page_id].type], c.page_id))
+    shown = selection.shown()  # the whole-table trace is built only for trace="full"
+    chosen = sorted(
+        (c for c in shown if c.level > Fidelity.NONE),
+        key=lambda c: (PROMPT_ORDER[state.pages[c.page_id].type], c.page_id),
+    )
     prompt = "\n".join(block(state.pages[c.page_id], c.level) for c in chosen)
-    unmet = set(selection.unmet_required)
-    listed = [c for c in selection.choices if trace == "full" or c.level > Fidelity.NONE or c.page_id in unmet]
+    listed = selection.choices if trace == "full" else shown
     return AssembleResult(
         prompt=prompt,
         pages=[AssembledPage(page_id=c.page_id, level=c.level.label, tokens=c.tokens, reason=c.reason) for c in listed],
-        dropped=sum(1 for c in selection.choices if c.level is Fidelity.NONE and c.page_id not in unmet),
+        dropped=selection.table_size - len(shown),
         tokens_used=selection.tokens_used,
         budget=selection.budget,
         unmet_required=list(selection.unmet_required),
