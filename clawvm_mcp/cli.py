@@ -131,6 +131,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     db = db_path(args)
     token = os.environ.get("CLAWVM_TOKEN")
     tokens: TableVerifier | None = None
+    if args.max_connections < 1 or args.header_timeout <= 0 or args.body_timeout <= 0:
+        print("Error: --max-connections, --header-timeout and --body-timeout must be positive", file=sys.stderr)
+        return 2
     if args.tokens is not None:
         if not args.http or args.no_auth:
             print("Error: --tokens is for --http with authentication (not stdio, not --no-auth)", file=sys.stderr)

@@ -368,3 +368,17 @@ async def test_session_id_rides_in_a_routing_header(server: HttpServer) -> None:
     assert good[0] == 200, good
     forged = post(server, body, {**keep, "mcp-param-session-id": "someone-else"})
     assert forged[0] == 400 and b"Session-Id" in forged[2], forged
+
+
+@pytest.mark.parametrize("option", [["--max-connections", "0"], ["--header-timeout", "0"], ["--body-timeout", "-1"]])
+def test_limits_must_be_positive(tmp_path: Path, option: list[str]) -> None:
+    env = child_env(CLAWVM_TOKEN=TOKEN)
+    run = subprocess.run(
+        [sys.executable, "-m", "clawvm_mcp", "serve", "--http", "--db", str(tmp_path / "t.db"), "--port", "1", *option],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    assert run.returncode == 2 and "must be positive" in run.stderr and "Traceback" not in run.stderr

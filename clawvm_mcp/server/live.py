@@ -149,20 +149,19 @@ async def watch(
 ) -> None:
     """Poll the change sequence; for every watched session whose pages or row moved since the last look, announce
     its context and changed pages to its owner. Store failures are logged at most once a minute and retried."""
-    last = await store.change_seq()
+    last: int | None = None  # the sequence already looked at; kept current while nobody listens
     quiet_until = 0.0
     while True:
-        await anyio.sleep(interval)
         try:
             seq = await store.change_seq()
-            if seq == last:
-                continue
-            for principal, sessions in bus.watched().items():
-                for session_id in sorted(sessions):
-                    await announce(store, bus, principal, session_id, last, can_read_project)
+            if last is not None and seq != last:
+                for principal, sessions in bus.watched().items():
+                    for session_id in sorted(sessions):
+                        await announce(store, bus, principal, session_id, last, can_read_project)
             last = seq
         except Exception as exc:  # a store outage must not end the watcher; the next round retries
             now = time.monotonic()
             if now >= quiet_until:
                 log.warning("resource update watcher: %s (retrying every %.1fs)", exc, interval)
                 quiet_until = now + 60
+        await anyio.sleep(interval)
