@@ -299,6 +299,15 @@ def test_a_request_head_must_arrive_in_time(tmp_path: Path) -> None:
         slow = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
         slow.sendall(b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\n")
         assert closed_within(silent, 6) and closed_within(slow, 6)
+        kept = socket.create_connection(("127.0.0.1", srv.port), timeout=5)  # a second head on a kept-alive socket
+        kept.sendall(f"GET /mcp HTTP/1.1\r\nHost: 127.0.0.1:{srv.port}\r\n\r\n".encode())
+        first = kept.recv(65536)
+        while not first.endswith(b"0\r\n\r\n"):  # the whole chunked 401
+            first += kept.recv(65536)
+        assert first.startswith(b"HTTP/1.1 401"), first
+        kept.sendall(b"POST /mcp HTTP/1.1\r\n")
+        started = time.monotonic()
+        assert closed_within(kept, 6) and time.monotonic() - started < 4  # the head deadline, not keep-alive's 5 s
         status, _, _ = post(srv, INIT, {"Authorization": f"Bearer {TOKEN}"})
         assert status == 200  # a prompt client is unaffected
     finally:

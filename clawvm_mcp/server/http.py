@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio
-import h11
 import uvicorn
 from mcp.server.mcpserver import MCPServer
 from mcp.server.streamable_http import EventCallback, EventId, EventMessage, EventStore, StreamId
@@ -167,6 +166,7 @@ class GuardedH11(H11Protocol):
     admission: Admission
     header_seconds: float = HEADER_SECONDS
     deadline: asyncio.TimerHandle | None = None
+    last_cycle: object = None  # the request being served when the wait for the next head began
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -183,6 +183,7 @@ class GuardedH11(H11Protocol):
         self.wait_for_head()
 
     def wait_for_head(self) -> None:
+        self.last_cycle = self.cycle
         self.admission.waiting[self] = None
         self.deadline = self.loop.call_later(self.header_seconds, self.head_too_late)
 
@@ -193,7 +194,7 @@ class GuardedH11(H11Protocol):
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
-        if self in self.admission.waiting and self.conn.their_state is not h11.IDLE:  # a request head arrived
+        if self in self.admission.waiting and self.cycle is not self.last_cycle:  # uvicorn began a new request
             self.admission.waiting.pop(self, None)
             if self.deadline is not None:
                 self.deadline.cancel()
