@@ -61,13 +61,6 @@ def test_bench_quick_prints_every_figure(tmp_path: Path, capsys: pytest.CaptureF
     assert len([line for line in growth if line.startswith("| ")]) == 1 + len(bench.GROWTH)  # every cost has a row
 
 
-def test_the_baseline_selector_is_the_frozen_reference() -> None:
-    """The bench's baseline is the very selector tests/test_selector.py holds the engine to, not a lookalike."""
-    root = Path(__file__).resolve().parent.parent
-    frozen = (root / "tests" / "support" / "reference_selector.py").read_text()
-    assert (root / "clawvm_mcp" / "replay" / "reference_selector.py").read_text() == frozen
-
-
 def test_register_adds_the_bench_verb() -> None:
     parser = argparse.ArgumentParser()
     bench.register(parser.add_subparsers(dest="verb"))

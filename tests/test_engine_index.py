@@ -13,8 +13,8 @@ import pytest
 from clawvm_mcp.engine import ClawVMEngine, EngineError, PageInput
 from clawvm_mcp.journal import WriteRequest
 from clawvm_mcp.pages import PAGE_TYPES, Fidelity, Provenance
+from clawvm_mcp.replay import reference_selector as ref
 from clawvm_mcp.store import SQLiteStore
-from tests.support import reference_selector as ref
 
 pytestmark = pytest.mark.anyio
 PROV = Provenance("user", "ext:test", 0)

@@ -13,8 +13,8 @@ from clawvm_mcp import cost_order, selector
 from clawvm_mcp.cost_order import CostOrder
 from clawvm_mcp.page_table import PageSizes, PageTable, reversed_key
 from clawvm_mcp.pages import PAGE_TYPES, PINS, STORED_LEVELS, TYPE_POLICIES, Fidelity, Page, Provenance, Representation
+from clawvm_mcp.replay import reference_selector as ref
 from clawvm_mcp.selector import Selection, SelectorPolicy, UpgradeMode, select
-from tests.support import reference_selector as ref
 
 MODES: tuple[UpgradeMode, ...] = ("clawvm", "lru", "recency", "oracle", "none")
 PROV = Provenance("user", "ext:test", 0)

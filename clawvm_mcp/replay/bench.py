@@ -267,7 +267,7 @@ def _reference_policy(policy: SelectorPolicy) -> ref.SelectorPolicy:
 
 def _reference_turns(rt: Runtime, pages: Sequence[Page], turns: int, result: SizeResult) -> None:
     """The fair baseline: the same turns (advance, the same validated write) with the whole-table reference selector
-    (``reference_selector.py``, a copy of tests/support's frozen one) over the cached pages instead of the indexed
+    (``reference_selector.py``, the frozen one tests/test_selector.py holds the engine to) over the cached pages instead of the indexed
     assembly. Representations and token counts are cached as in the engine; only the incremental index is missing.
     The first turns check that both selectors place the same pages at the same levels (outside the timing)."""
     state = loaded_state(pages)
