@@ -27,6 +27,7 @@ from pathlib import Path
 from . import __version__
 from .engine import SavedState, SessionState
 from .engine.assembly import render
+from .engine.session import project_namespace, session_namespace
 from .faults import FAULT_KINDS, FaultEvent, thrash
 from .page_table import PageTable
 from .pages import PROMPT_ORDER, Fidelity, Page
@@ -157,7 +158,7 @@ async def load_report(db: Path, session_id: str) -> SessionReport:
             record = await store.get_session(session_id)
             if record is None:
                 raise LookupError(f"no session {session_id!r} in {db}")
-            loaded = await store.load_pages([f"s:{session_id}", f"p:{record.project_id}"])
+            loaded = await store.load_pages([session_namespace(session_id), project_namespace(record.project_id)])
             pending = await store.pending(session_id)
             journal = await store.journal(session_id, LIFECYCLE_ROWS)
             counts = await store.journal_counts(session_id)

@@ -24,6 +24,16 @@ class EngineError(ClawVMError):
     """A request the caller must fix; the message says what to do next and is shown to the model verbatim."""
 
 
+def session_namespace(session_id: str) -> str:
+    """Where a session's own pages live in the store."""
+    return f"s:{session_id}"
+
+
+def project_namespace(project_id: str) -> str:
+    """Where a project's shared pages live in the store."""
+    return f"p:{project_id}"
+
+
 @dataclass(frozen=True, slots=True)
 class PageInput:
     page_id: str
@@ -94,11 +104,11 @@ class SessionState:
 
     @property
     def session_ns(self) -> str:
-        return f"s:{self.record.session_id}"
+        return session_namespace(self.record.session_id)
 
     @property
     def project_ns(self) -> str:
-        return f"p:{self.record.project_id}"
+        return project_namespace(self.record.project_id)
 
     def live(self) -> list[Page]:
         return [s.page for s in self.pages.sizes.values()]

@@ -45,7 +45,7 @@ from ..engine import ClawVMEngine, EngineConfig, SessionState
 from ..engine.assembly import assemble_turn
 from ..engine.merge import PageMerger
 from ..engine.runtime import Runtime
-from ..engine.session import advance_turn
+from ..engine.session import advance_turn, project_namespace, session_namespace
 from ..engine.writeback import check, install, namespace_for, stage_in_cache
 from ..journal import WriteRequest
 from ..page_table import PageTable
@@ -163,7 +163,7 @@ def make_pages(requests: Sequence[WriteRequest], counter: TokenCounter) -> list[
 
 
 def _namespace(page: Page) -> str:
-    return f"p:{PROJECT}" if page.scope == "project" else f"s:{SESSION}"
+    return project_namespace(PROJECT) if page.scope == "project" else session_namespace(SESSION)
 
 
 class _NoIO:

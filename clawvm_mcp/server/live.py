@@ -23,6 +23,7 @@ from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import MCPServer
 from mcp.shared.subscriptions import ResourceUpdated, ServerEvent
 
+from ..engine.session import project_namespace, session_namespace
 from ..store.base import Store
 
 log = logging.getLogger(__name__)
@@ -133,9 +134,9 @@ async def announce(
     record = await store.get_session(session_id)
     if record is None or record.principal != principal:
         return  # not this principal's session: it hears nothing of it
-    namespaces = [f"s:{session_id}"]
+    namespaces = [session_namespace(session_id)]
     if can_read_project(principal, record.project_id):
-        namespaces.append(f"p:{record.project_id}")
+        namespaces.append(project_namespace(record.project_id))
     changed = {page.page_id for _, page in await store.pages_since(namespaces, since)}
     if changed or record.seq > since:
         await bus.publish_to(principal, updates(session_id, sorted(changed)))
