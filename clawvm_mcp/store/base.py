@@ -3,6 +3,7 @@ replace the embedded SQLite file without touching the domain."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -207,6 +208,47 @@ class Store(Protocol):
         """Ids of ``principal``'s sessions that have not ended and start with ``prefix``, in id order, at most
         ``limit`` of them: what a client may discover (resources/list, completion)."""
         ...
+
+
+class Row(Protocol):
+    """A result row as both drivers give it (sqlite3.Row, asyncpg.Record): values by column name."""
+
+    def __getitem__(self, key: str) -> Any: ...
+
+
+def session_from_row(row: Row) -> SessionRecord:
+    """A ``sessions`` row as a record; both SQL stores share the columns."""
+    counters = SessionCounters(
+        int(row["hits"]), int(row["duplicate_signature"]), int(row["physical_insufficiency"]), int(row["boundaries"])
+    )
+    return SessionRecord(
+        row["session_id"],
+        row["principal"],
+        row["project_id"],
+        row["budget"],
+        row["turn"],
+        bool(row["ended"]),
+        json.loads(row["state"]),
+        counters,
+        int(row["seq"]),
+    )
+
+
+def entry_from_row(row: Row) -> JournalEntry:
+    """A ``journal`` row as an entry; both SQL stores share the columns."""
+    return JournalEntry(
+        session_id=row["session_id"],
+        namespace=row["namespace"],
+        page_id=row["page_id"],
+        op=row["op"],
+        status=row["status"],
+        commit_mode=row["commit_mode"],
+        request=json.loads(row["request"]),
+        turn=row["turn"],
+        reasons=json.loads(row["reasons"]),
+        version=row["version"],
+        txn_id=int(row["txn_id"]),
+    )
 
 
 def conflict_reasons(page_id: str, expected: int, current: int) -> list[dict[str, str]]:

@@ -42,8 +42,10 @@ from .base import (
     StoreError,
     StoreUnavailable,
     ToolCall,
+    entry_from_row,
     page_from_json,
     page_to_json,
+    session_from_row,
 )
 from .search import K1, WEIGHTS, B, SearchColumns, decode, matched, search_text
 
@@ -245,39 +247,6 @@ def tsquery(terms: Sequence[str]) -> str:
     return " | ".join("'" + t.replace("\\", "\\\\").replace("'", "''") + "'" for t in terms)
 
 
-def _session(row: asyncpg.Record) -> SessionRecord:
-    counters = SessionCounters(
-        int(row["hits"]), int(row["duplicate_signature"]), int(row["physical_insufficiency"]), int(row["boundaries"])
-    )
-    return SessionRecord(
-        row["session_id"],
-        row["principal"],
-        row["project_id"],
-        row["budget"],
-        row["turn"],
-        bool(row["ended"]),
-        json.loads(row["state"]),
-        counters,
-        int(row["seq"]),
-    )
-
-
-def _entry(row: asyncpg.Record) -> JournalEntry:
-    return JournalEntry(
-        session_id=row["session_id"],
-        namespace=row["namespace"],
-        page_id=row["page_id"],
-        op=row["op"],
-        status=row["status"],
-        commit_mode=row["commit_mode"],
-        request=json.loads(row["request"]),
-        turn=row["turn"],
-        reasons=json.loads(row["reasons"]),
-        version=row["version"],
-        txn_id=int(row["txn_id"]),
-    )
-
-
 PENDING = "status IN ('staged', 'validated')"
 INSERT_ENTRY = (
     "INSERT INTO journal(session_id, namespace, page_id, op, status, commit_mode, request, reasons, version, turn)"
@@ -378,7 +347,7 @@ class PostgresStore:
     @_translated
     async def get_session(self, session_id: str) -> SessionRecord | None:
         row = await self._pool.fetchrow("SELECT * FROM sessions WHERE session_id = $1", session_id)
-        return None if row is None else _session(row)
+        return None if row is None else session_from_row(row)
 
     @_translated
     async def claim_session(
@@ -395,7 +364,7 @@ class PostgresStore:
                 seq,
             )
             if row is not None:
-                return _session(row), True
+                return session_from_row(row), True
             row = await c.fetchrow(
                 "UPDATE sessions SET ended = false, budget = coalesce($1, budget), seq = $5"
                 " WHERE session_id = $2 AND principal = $3 AND ($4 = 'default' OR project_id = $4) RETURNING *",
@@ -405,7 +374,7 @@ class PostgresStore:
                 project_id,
                 seq,
             )
-        return (_session(row), False) if row is not None else None
+        return (session_from_row(row), False) if row is not None else None
 
     @_translated
     async def save_session(self, record: SessionRecord, added: SessionCounters) -> SessionRecord:
@@ -428,7 +397,7 @@ class PostgresStore:
             )
         if row is None:
             raise StoreError(f"session {record.session_id!r} is not in the database {self.path}")
-        return _session(row)
+        return session_from_row(row)
 
     @_translated
     async def data_version(self) -> int:
@@ -588,14 +557,14 @@ class PostgresStore:
         rows = await self._pool.fetch(
             f"SELECT * FROM journal WHERE session_id = $1 AND {PENDING} ORDER BY txn_id", session_id
         )
-        return [_entry(r) for r in rows]
+        return [entry_from_row(r) for r in rows]
 
     @_translated
     async def journal(self, session_id: str, limit: int) -> list[JournalEntry]:
         rows = await self._pool.fetch(
             "SELECT * FROM journal WHERE session_id = $1 ORDER BY txn_id DESC LIMIT $2", session_id, max(limit, 0)
         )
-        return [_entry(r) for r in rows][::-1]
+        return [entry_from_row(r) for r in rows][::-1]
 
     @_translated
     async def journal_counts(self, session_id: str) -> dict[str, int]:

@@ -35,8 +35,10 @@ from .base import (
     StoreError,
     StoreUnavailable,
     ToolCall,
+    entry_from_row,
     page_from_json,
     page_to_json,
+    session_from_row,
 )
 from .search import WEIGHTS, columns, decode, encode, match_expression, matched, namespace_token, search_text
 
@@ -242,39 +244,6 @@ SEARCH_SQL = (
     " ORDER BY top.score DESC, top.pid, top.ns"
 )
 SEARCH_TYPE_JOIN = " JOIN pages t ON t.namespace = d.namespace AND t.page_id = d.page_id"
-
-
-def _session(row: sqlite3.Row) -> SessionRecord:
-    counters = SessionCounters(
-        row["hits"], row["duplicate_signature"], row["physical_insufficiency"], row["boundaries"]
-    )
-    return SessionRecord(
-        row["session_id"],
-        row["principal"],
-        row["project_id"],
-        row["budget"],
-        row["turn"],
-        bool(row["ended"]),
-        json.loads(row["state"]),
-        counters,
-        row["seq"],
-    )
-
-
-def _entry(row: sqlite3.Row) -> JournalEntry:
-    return JournalEntry(
-        session_id=row["session_id"],
-        namespace=row["namespace"],
-        page_id=row["page_id"],
-        op=row["op"],
-        status=row["status"],
-        commit_mode=row["commit_mode"],
-        request=json.loads(row["request"]),
-        turn=row["turn"],
-        reasons=json.loads(row["reasons"]),
-        version=row["version"],
-        txn_id=row["txn_id"],
-    )
 
 
 def classify(exc: sqlite3.Error, path: str) -> StoreError:
@@ -520,7 +489,7 @@ class SQLiteStore:
     @_translated
     async def get_session(self, session_id: str) -> SessionRecord | None:
         row = await self._one("SELECT * FROM sessions WHERE session_id = ?", (session_id,))
-        return None if row is None else _session(row)
+        return None if row is None else session_from_row(row)
 
     @_translated
     async def claim_session(
@@ -533,13 +502,13 @@ class SQLiteStore:
                 (session_id, principal, project_id, budget or 4000),
             )
             if rows:
-                return _session(rows[0]), True
+                return session_from_row(rows[0]), True
             rows = await self._write(
                 "UPDATE sessions SET ended = 0, budget = coalesce(?, budget)"
                 " WHERE session_id = ? AND principal = ? AND (? = 'default' OR project_id = ?) RETURNING *",
                 (budget, session_id, principal, project_id, project_id),
             )
-        return (_session(rows[0]), False) if rows else None
+        return (session_from_row(rows[0]), False) if rows else None
 
     @_translated
     async def save_session(self, record: SessionRecord, added: SessionCounters) -> SessionRecord:
@@ -562,7 +531,7 @@ class SQLiteStore:
             )
         if not rows:
             raise StoreError(f"session {record.session_id!r} is not in the database {self.path}")
-        return _session(rows[0])
+        return session_from_row(rows[0])
 
     @_translated
     async def data_version(self) -> int:
@@ -704,14 +673,14 @@ class SQLiteStore:
             "SELECT * FROM journal WHERE session_id = ? AND status IN ('staged','validated') ORDER BY txn_id",
             (session_id,),
         ) as cur:
-            return [_entry(row) async for row in cur]
+            return [entry_from_row(row) async for row in cur]
 
     @_translated
     async def journal(self, session_id: str, limit: int) -> list[JournalEntry]:
         async with self._conn.execute(
             "SELECT * FROM journal WHERE session_id = ? ORDER BY txn_id DESC LIMIT ?", (session_id, limit)
         ) as cur:
-            rows = [_entry(row) async for row in cur]
+            rows = [entry_from_row(row) async for row in cur]
         return rows[::-1]
 
     @_translated
