@@ -9,6 +9,7 @@ namespaces, and (when the session's own row moved) its record, staged rows, tool
 from __future__ import annotations
 
 from ..faults import FaultObserver
+from ..pages import Page
 from ..store.base import JournalEntry, SessionRecord
 from .runtime import Runtime
 from .session import EngineError, SavedState, SessionState, advance_turn, load_calls, take_counters
@@ -27,13 +28,11 @@ async def refresh(rt: Runtime, state: SessionState) -> None:
         raise EngineError(f"No session {state.session_id!r}; call session_start first")
     readable = rt.config.can_read_project(record.project_id)
     pending_pages: dict[tuple[str, str], list[int]] = {}
+    rows: dict[tuple[str, str], list[JournalEntry]] = {}
     if record.seq > state.synced_seq:
         _take_record(state, record)
-        pending = await rt.store.pending(state.session_id)
-        rows: dict[tuple[str, str], list[JournalEntry]] = {}
-        for entry in pending:
-            pending_pages.setdefault((entry.namespace, entry.page_id), []).append(entry.txn_id)
-            rows.setdefault((entry.namespace, entry.page_id), []).append(entry)
+        rows = _by_page(await rt.store.pending(state.session_id))
+        pending_pages = {key: [e.txn_id for e in staged] for key, staged in rows.items()}
         for (ns, page_id), txns in sorted(pending_pages.items()):
             if state.staged.get(page_id) != txns:  # staged (or settled) by another process: rebuild the view
                 stored = await rt.store.get_page(ns, page_id)
@@ -50,11 +49,16 @@ async def refresh(rt: Runtime, state: SessionState) -> None:
     else:
         pending_pages = {(state.namespace.get(pid, ""), pid): txns for pid, txns in state.staged.items()}
     staged_ids = {pid for _, pid in pending_pages}
+    moved_staged: list[tuple[str, Page]] = []
     for ns, page in await rt.store.pages_since(state.namespaces(readable), state.synced_seq):
         if page.page_id in staged_ids:
-            await reload_page(rt, state, ns, page.page_id)  # its staged rows replayed on the new committed version
+            moved_staged.append((ns, page))
         else:
             install(state, ns, page)
+    if moved_staged:  # their staged rows replayed on the new committed version, from one read of the rows
+        rows = rows or _by_page(await rt.store.pending(state.session_id))
+        for ns, page in moved_staged:
+            show_plan(state, plan_page(rt, state, ns, page.page_id, page, rows.get((ns, page.page_id), [])))
     state.synced_seq, state.data_version, state.stale = seq, version, False
     if record.ended:
         raise EngineError(f"Session {state.session_id!r} has ended; call session_start to resume it")
@@ -74,13 +78,19 @@ def _take_record(state: SessionState, record: SessionRecord) -> None:
     state.record.counters = record.counters
 
 
+def _by_page(pending: list[JournalEntry]) -> dict[tuple[str, str], list[JournalEntry]]:
+    """A session's staged rows grouped by (namespace, page), each group in staging order."""
+    rows: dict[tuple[str, str], list[JournalEntry]] = {}
+    for entry in pending:
+        rows.setdefault((entry.namespace, entry.page_id), []).append(entry)
+    return rows
+
+
 async def load(rt: Runtime, record: SessionRecord) -> SessionState:
     """A session's cache from the store, its staged rows (whoever staged them) replayed into the pages they change:
     a process that joins a live session sees its dirty pages as the process that staged them does."""
     state = await load_state(rt, record)
-    rows: dict[tuple[str, str], list[JournalEntry]] = {}
-    for entry in await rt.store.pending(record.session_id):
-        rows.setdefault((entry.namespace, entry.page_id), []).append(entry)
+    rows = _by_page(await rt.store.pending(record.session_id))
     for (ns, page_id), staged in sorted(rows.items()):
         show_plan(state, plan_page(rt, state, ns, page_id, await rt.store.get_page(ns, page_id), staged))
     return state

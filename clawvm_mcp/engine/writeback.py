@@ -110,16 +110,6 @@ def install(state: SessionState, ns: str, page: Page) -> None:
     state.pages[page.page_id], state.namespace[page.page_id] = page, ns
 
 
-async def refresh_page(rt: Runtime, state: SessionState, ns: str, page_id: str) -> None:
-    """Replace the cached copy of one page by the store's."""
-    fresh = await rt.store.get_page(ns, page_id)
-    if fresh is None or fresh.deleted:
-        state.pages.pop(page_id, None)
-        state.namespace.pop(page_id, None)
-    else:
-        install(state, ns, fresh)
-
-
 @dataclass(frozen=True, slots=True)
 class PagePlan:
     """A page's staged rows replayed on its committed version: the page they make, and which of them still apply."""
