@@ -554,10 +554,11 @@ class SQLiteStore:
     @_translated
     async def load_pages(self, namespaces: list[str]) -> list[tuple[str, Page]]:
         marks = ",".join("?" * len(namespaces))
-        async with self._conn.execute(
+        # one fetch: iterating the cursor would cross to aiosqlite's thread once per row (100,000 trips)
+        rows = await self._conn.execute_fetchall(
             f"SELECT namespace, body FROM pages WHERE namespace IN ({marks}) AND deleted = 0", namespaces
-        ) as cur:
-            return [(row[0], page_from_json(json.loads(row[1]))) async for row in cur]
+        )
+        return [(row[0], page_from_json(json.loads(row[1]))) for row in rows]
 
     @_translated
     async def get_page(self, namespace: str, page_id: str) -> Page | None:
