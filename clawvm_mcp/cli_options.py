@@ -9,16 +9,26 @@ from pathlib import Path
 
 from .engine.policy import Grant
 from .paths import default_db_path
+from .store.open import database_url
 
 
 def add_db(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--db", type=Path, default=None, help=f"SQLite database file (default: $CLAWVM_DB or {default_db_path()})"
+        "--db",
+        type=db_arg,
+        default=None,
+        help=f"SQLite database file or postgresql:// URL (default: $CLAWVM_DB or {default_db_path()})",
     )
 
 
-def db_path(args: argparse.Namespace) -> Path:
-    return args.db if args.db is not None else default_db_path()
+def db_arg(text: str) -> Path | str:
+    """A URL is kept as typed: a Path would fold ``postgresql:///db?host=/sock`` into something else."""
+    return text if database_url(text) is not None else Path(text)
+
+
+def db_path(args: argparse.Namespace) -> Path | str:
+    db: Path | str | None = args.db
+    return db if db is not None else default_db_path()
 
 
 def add_principal(p: argparse.ArgumentParser) -> None:

@@ -407,7 +407,7 @@ def render(report: ImportReport) -> str:
 
 def cmd_import(args: argparse.Namespace) -> int:
     directory: Path = args.directory
-    db: Path = db_path(args)
+    db = db_path(args)
     if not directory.is_dir():
         print(f"Error: {directory} is not a directory", file=sys.stderr)
         return 2

@@ -127,7 +127,7 @@ class SessionReport:
         return next((c.reason for c in self.selection.choices if c.page_id == page_id), "dropped")
 
 
-def _snapshot(db: Path, into: Path) -> None:
+def snapshot(db: Path, into: Path) -> None:
     """Copy ``db`` into ``into`` through a read-only connection (a consistent snapshot, no lock, no write)."""
     uri = f"{db.resolve().as_uri()}?mode=ro"
     os.close(os.open(into, os.O_CREAT | os.O_WRONLY, 0o600))  # private like the original, before SQLite creates it
@@ -145,14 +145,14 @@ def _snapshot(db: Path, into: Path) -> None:
         raise LookupError(f"cannot read the database {db}: {exc}") from exc
 
 
-async def load_report(db: Path, session_id: str) -> SessionReport:
+async def load_report(db: Path | str, session_id: str) -> SessionReport:
     url = database_url(db)  # a server database is read in place: the snapshot is a SQLite file's need
     if url is None and not Path(db).is_file():
         raise LookupError(f"no database at {db}")
     with tempfile.TemporaryDirectory(prefix="clawvm-inspect-") as tmp:
         copy = Path(tmp) / "snapshot.db"
         if url is None:
-            _snapshot(Path(db), copy)
+            snapshot(Path(db), copy)
         store = await open_store(copy if url is None else url)
         try:
             record = await store.get_session(session_id)
@@ -281,7 +281,7 @@ def _summary(report: SessionReport) -> list[tuple[str, str]]:
 # ---------------------------------------------------------------------------------------------- terminal
 
 
-def _table(headers: list[str], rows: list[list[str]]) -> str:
+def table(headers: list[str], rows: list[list[str]]) -> str:
     cells = [[_clip(c, CELL_MAX if i < len(row) - 1 else LAST_CELL_MAX) for i, c in enumerate(row)] for row in rows]
     widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
 
@@ -308,7 +308,7 @@ def render_text(report: SessionReport) -> str:
         parts.append(
             f"!! physical insufficiency: {sel.shortfall_tokens} tokens short for {', '.join(sel.unmet_required)}"
         )
-    parts += [_table(PAGE_HEADERS, _page_rows(report)), ""]
+    parts += [table(PAGE_HEADERS, _page_rows(report)), ""]
     parts += [
         f"PROMPT  the text the next context_assemble at budget {sel.budget} would build "
         f"({len(report.prompt)} characters; control characters shown escaped)",
@@ -316,24 +316,24 @@ def render_text(report: SessionReport) -> str:
         "",
         f"LIFECYCLE  {_lifecycle_head(report).replace(', state', '  state')}",
         f"({LIFECYCLE_UNKNOWN})",
-        _table(LIFECYCLE_HEADERS, _lifecycle_rows(report)),
+        table(LIFECYCLE_HEADERS, _lifecycle_rows(report)),
         "",
     ]
     counts = ", ".join(f"{k} {v}" for k, v in sorted(report.journal_counts.items())) or "empty"
     parts += [
         f"JOURNAL  {counts}  (last {len(report.journal)} rows)",
-        _table(JOURNAL_HEADERS, _journal_rows(report)),
+        table(JOURNAL_HEADERS, _journal_rows(report)),
         "",
     ]
     parts.append(
         f"FAULTS  total {len(report.faults)}  hits {report.hits}  duplicate_signature "
         f"{report.duplicate_signature}  thrash {report.thrash:.3f}  tool calls {report.tool_calls}"
     )
-    parts.append(_table(["fault", "count"], [[k, str(v)] for k, v in report.fault_counts.items()]))
+    parts.append(table(["fault", "count"], [[k, str(v)] for k, v in report.fault_counts.items()]))
     if report.faults:
         parts += [
             f"last {min(len(report.faults), FAULT_ROWS)} fault events",
-            _table(FAULT_HEADERS, _fault_rows(report)),
+            table(FAULT_HEADERS, _fault_rows(report)),
         ]
     return "\n".join(parts)
 
@@ -465,7 +465,7 @@ would choose: {sel.tokens_used} of {sel.budget} tokens.</p>{warn}
 """
 
 
-async def inspect_session(db: Path, session_id: str, html_out: Path | None = None) -> str:
+async def inspect_session(db: Path | str, session_id: str, html_out: Path | None = None) -> str:
     """The terminal report; with ``html_out``, also the self-contained HTML report written there."""
     report = await load_report(db, session_id)
     if html_out is not None:

@@ -68,3 +68,19 @@ def test_http_without_token_refuses_to_start(tmp_path: Path) -> None:
     )
     assert out.returncode == 2
     assert "CLAWVM_TOKEN" in out.stderr
+
+
+@pytest.mark.parametrize("url", ["postgresql:///memory?host=/run/pg", "postgresql://u@db.example:5433/memory"])
+@pytest.mark.parametrize("verb", ["serve", "inspect"])
+def test_db_url_is_kept_as_typed(verb: str, url: str) -> None:
+    """A Path folded "postgresql:///memory?host=/run/pg" into "postgresql:/memory?...", which then named host
+    "memory": the socket URL could not be given at all."""
+    from clawvm_mcp.cli import build_parser
+    from clawvm_mcp.cli_options import db_path
+    from clawvm_mcp.store.open import database_url
+
+    extra = ["--session", "s1"] if verb == "inspect" else []
+    args = build_parser().parse_args([verb, "--db", url, *extra])
+    assert db_path(args) == url
+    assert database_url(db_path(args)) == url
+    assert build_parser().parse_args([verb, "--db", "mem.db", *extra]).db == Path("mem.db")

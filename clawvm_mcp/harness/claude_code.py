@@ -554,7 +554,7 @@ def cmd_hook(args: argparse.Namespace) -> int:
         )
         return 0
     event: Event = args.event
-    options = HookOptions(db=db_path(args), principal=args.principal, config=args.config)
+    options = HookOptions(db=Path(db_path(args)), principal=args.principal, config=args.config)
     outcome = anyio.run(run_hook, event, stdin_text, options, dict(os.environ))
     for message in outcome.messages:
         print(f"clawvm hook {event}: {message}", file=sys.stderr)
