@@ -21,6 +21,7 @@ import os
 import sqlite3
 import tempfile
 import unicodedata
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -281,12 +282,12 @@ def _summary(report: SessionReport) -> list[tuple[str, str]]:
 # ---------------------------------------------------------------------------------------------- terminal
 
 
-def table(headers: list[str], rows: list[list[str]]) -> str:
+def table(headers: list[str], rows: list[list[str]], numeric: Collection[str] = NUMERIC) -> str:
     cells = [[_clip(c, CELL_MAX if i < len(row) - 1 else LAST_CELL_MAX) for i, c in enumerate(row)] for row in rows]
     widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
 
     def fmt(row: list[str]) -> str:
-        out = [c.rjust(w) if h in NUMERIC else c.ljust(w) for c, w, h in zip(row, widths, headers, strict=True)]
+        out = [c.rjust(w) if h in numeric else c.ljust(w) for c, w, h in zip(row, widths, headers, strict=True)]
         return "│ " + " │ ".join(out) + " │"
 
     rule = "─┼─".join("─" * w for w in widths)
