@@ -107,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     insp.add_argument("--html", type=Path, default=None, help="also write a self-contained HTML report here")
     insp.set_defaults(func=cmd_inspect)
 
-    from . import importer
+    from . import importer, top
     from .harness import claude_code
     from .replay import bench
     from .replay import cli as replay_cli
@@ -116,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     claude_code.register(sub)
     replay_cli.register(sub)
     bench.register(sub)
+    top.register(sub)
     for verb in sub.choices.values():
         verb.description = plain(verb.description)
         verb.epilog = verb.epilog or EPILOG
