@@ -51,6 +51,7 @@ from ..pages import Provenance
 from ..store import StoreError, open_store
 from ..tokens import TokenCounter
 from .live import PrincipalBus, ProjectCheck, announce, name_listeners, watch
+from .metrics import record_metrics
 from .middleware import (
     check_prompt_arguments,
     completion_request,
@@ -521,6 +522,7 @@ def create_server(config: ServerConfig | None = None) -> MCPServer[AppState]:
     text_first(mcp, "context_assemble", "prompt")  # clients that show text content show the prompt itself
     list_extra_resources(mcp, list_sessions)
     expose_lifespan_to_completions(mcp)
+    record_metrics(mcp)  # outermost: OpenTelemetry metrics when the otel extra is installed (server/metrics.py)
     return mcp
 
 
