@@ -67,6 +67,22 @@ def build_parser() -> argparse.ArgumentParser:
         "(reloaded on SIGHUP); replaces CLAWVM_TOKEN and --principal",
     )
     serve.add_argument(
+        "--oauth",
+        action="store_true",
+        help="HTTP: principals from OAuth 2.1 JWT access tokens (iss|sub; grants from clawvm:project:ID:read|write "
+        "scopes); needs --oauth-issuer and --oauth-jwks",
+    )
+    serve.add_argument("--oauth-issuer", default=None, metavar="URL", help="--oauth: the required iss claim")
+    serve.add_argument(
+        "--oauth-jwks", type=Path, default=None, metavar="FILE", help="--oauth: JWK Set file (reloaded on SIGHUP)"
+    )
+    serve.add_argument(
+        "--oauth-resource", default=None, metavar="URL", help="--oauth: public URL (default http://HOST:PORT/mcp)"
+    )
+    serve.add_argument(
+        "--oauth-audience", default=None, metavar="AUD", help="--oauth: required aud (default: resource)"
+    )
+    serve.add_argument(
         "--max-connections",
         type=int,
         default=512,
@@ -126,16 +142,31 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from .server import ServerConfig, create_server
-    from .server.principals import MIN_ENV_TOKEN_CHARS, TableVerifier, TokenFileError
+    from .server.principals import MIN_ENV_TOKEN_CHARS, PrincipalVerifier, TableVerifier, TokenFileError
     from .store import StoreError, open_store
 
     db = db_path(args)
     token = os.environ.get("CLAWVM_TOKEN")
-    tokens: TableVerifier | None = None
+    tokens: PrincipalVerifier | None = None
     if args.max_connections < 1 or args.header_timeout <= 0 or args.body_timeout <= 0:
         print("Error: --max-connections, --header-timeout and --body-timeout must be positive", file=sys.stderr)
         return 2
-    if args.tokens is not None:
+    if args.oauth:
+        if not args.http or args.no_auth or args.tokens is not None:
+            print("Error: --oauth is for --http, without --tokens or --no-auth", file=sys.stderr)
+            return 2
+        if not args.oauth_issuer or args.oauth_jwks is None:
+            print("Error: --oauth needs --oauth-issuer URL and --oauth-jwks FILE", file=sys.stderr)
+            return 2
+        from .server.oauth import JwtVerifier, OAuthConfigError
+
+        resource = args.oauth_resource or f"http://{args.host}:{args.port}/mcp"
+        try:
+            tokens = JwtVerifier(args.oauth_jwks, args.oauth_issuer, args.oauth_audience or resource, resource)
+        except OAuthConfigError as exc:
+            print(f"Error: {exc}", file=sys.stderr)
+            return 2
+    elif args.tokens is not None:
         if not args.http or args.no_auth:
             print("Error: --tokens is for --http with authentication (not stdio, not --no-auth)", file=sys.stderr)
             return 2
@@ -172,7 +203,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.http:
         from .server.http import Limits, serve_http
 
-        auth = "off" if args.no_auth else "tokens file" if tokens is not None else "bearer"
+        auth = "off" if args.no_auth else "oauth" if args.oauth else "tokens file" if tokens is not None else "bearer"
         log.info("serving http://%s:%d/mcp (auth %s)", args.host, args.port, auth)
         single = None if args.no_auth or tokens is not None else token
         limits = Limits(args.header_timeout, args.body_timeout, args.max_connections)

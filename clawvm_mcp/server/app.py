@@ -62,7 +62,8 @@ from .middleware import (
     reject_unknown_tools,
     text_first,
 )
-from .principals import LiveGrants, TableVerifier, principal_of
+from .oauth import JwtVerifier
+from .principals import LiveGrants, PrincipalVerifier, principal_of
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -126,8 +127,8 @@ class ServerConfig:
     db: Path | str = ":memory:"
     principal: str = "local"
     engine: EngineConfig = field(default_factory=EngineConfig)
-    # per-token principals (``--tokens``): the SDK's bearer middleware checks every HTTP request against it
-    tokens: TableVerifier | None = None
+    # per-token principals (``--tokens`` or ``--oauth``): the SDK's bearer middleware checks every HTTP request
+    tokens: PrincipalVerifier | None = None
 
 
 @dataclass
@@ -137,7 +138,7 @@ class AppState:
     grants are read from the current token table on every check."""
 
     engine: ClawVMEngine
-    tokens: TableVerifier | None = None
+    tokens: PrincipalVerifier | None = None
     engines: dict[str, ClawVMEngine] = field(default_factory=dict)
 
     def engine_for(self, principal: str | None) -> ClawVMEngine:
@@ -194,13 +195,21 @@ def completion(values: list[str]) -> Completion:
     return Completion(values=values[:MAX_COMPLETIONS], has_more=more, total=None if more else len(values))
 
 
-def auth_options(tokens: TableVerifier | None) -> dict[str, Any]:
-    """The SDK's bearer middleware over the token table: every HTTP request needs a token the table knows (401
-    otherwise), and the verified principal rides on the request. The issuer URL is required by ``AuthSettings`` but
-    unused: no authorization-server routes or protected-resource metadata are served for a static table."""
+def auth_options(tokens: PrincipalVerifier | None) -> dict[str, Any]:
+    """The SDK's bearer middleware over the verifier: every HTTP request needs a token it accepts (401 otherwise),
+    and the verified principal rides on the request. With ``--oauth`` the SDK also serves RFC 9728 metadata and
+    401s name it in ``WWW-Authenticate``; the verifier checks ``aud`` itself. For a static token table the issuer
+    URL is required by ``AuthSettings`` but unused: no metadata is served."""
     if tokens is None:
         return {}
-    auth = AuthSettings(issuer_url="http://127.0.0.1", resource_server_url=None)  # type: ignore[arg-type]
+    if isinstance(tokens, JwtVerifier):
+        auth = AuthSettings(
+            issuer_url=tokens.issuer,  # type: ignore[arg-type]
+            resource_server_url=tokens.resource,  # type: ignore[arg-type]
+            validate_token_resource=False,
+        )
+    else:
+        auth = AuthSettings(issuer_url="http://127.0.0.1", resource_server_url=None)  # type: ignore[arg-type]
     return {"token_verifier": tokens, "auth": auth}
 
 

@@ -26,7 +26,7 @@ from mcp.types import JSONRPCMessage
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from .principals import TableVerifier
+from .principals import PrincipalVerifier
 
 RETRY_MS = 2000  # the SSE retry a client waits before it reconnects to a stream
 REPLAY_BYTES = 8 << 20  # what the replay buffer keeps, oldest events dropped first
@@ -267,7 +267,7 @@ async def serve_http(
     host: str,
     port: int,
     token: str | None,
-    tokens: TableVerifier | None = None,
+    tokens: PrincipalVerifier | None = None,
     limits: Limits | None = None,
 ) -> None:
     """Serve until stopped; with a tokens table, SIGHUP reloads it (a bad file keeps the old table)."""

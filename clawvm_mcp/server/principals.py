@@ -18,7 +18,7 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken
@@ -128,11 +128,22 @@ class TableVerifier:
         return AccessToken(token=digest[:12], client_id=entry.principal, scopes=scopes)
 
 
+class PrincipalVerifier(Protocol):
+    """What the server needs of a per-principal verifier (``TableVerifier``, ``oauth.JwtVerifier``): the SDK's
+    ``verify_token``, the current grants of a verified principal, and a SIGHUP reload."""
+
+    async def verify_token(self, token: str) -> AccessToken | None: ...
+
+    def grants_of(self, principal: str) -> Mapping[str, Grant]: ...
+
+    def reload(self) -> bool: ...
+
+
 class LiveGrants(Mapping[str, Grant]):
     """A principal's grants as the engine reads them, looked up in the verifier's current table on every check:
     a SIGHUP reload that changes or revokes a grant applies to the next operation, with no engine rebuilt."""
 
-    def __init__(self, verifier: TableVerifier, principal: str) -> None:
+    def __init__(self, verifier: PrincipalVerifier, principal: str) -> None:
         self.verifier = verifier
         self.principal = principal
 

@@ -1,0 +1,201 @@
+"""OAuth 2.1 JWT principals (``serve --http --oauth``): one real HTTP server process, keys generated here and
+served to it as a JWKS file. The SDK serves RFC 9728 metadata; bad, foreign, expired or unsigned tokens get 401;
+two principals (``iss|sub``) are isolated as with ``--tokens``, with grants from ``clawvm:project:*`` scopes."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.error import HTTPError
+from urllib.request import Request, urlopen
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from mcp import MCPError
+
+from tests.support.harness import HttpServer, call, call_error, child_env, start_http
+from tests.test_http_tokens import note
+
+pytestmark = pytest.mark.anyio
+ISSUER = "https://issuer.example"
+RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+EC_KEY = ec.generate_private_key(ec.SECP256R1())
+STRANGER = rsa.generate_private_key(public_exponent=65537, key_size=2048)  # not in the JWKS
+ALICE_SCOPES = "clawvm:project:proj-a:write clawvm:project:shared:write openid"
+BOB_SCOPES = "clawvm:project:proj-b:write clawvm:project:shared:read"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def jwks() -> dict[str, Any]:
+    rsa_jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(RSA_KEY.public_key()))
+    ec_jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(EC_KEY.public_key()))
+    return {"keys": [{**rsa_jwk, "kid": "r1", "alg": "RS256"}, {**ec_jwk, "kid": "e1", "alg": "ES256"}]}
+
+
+def mint(
+    srv: HttpServer, sub: str, scope: str, *, key: Any = RSA_KEY, kid: str = "r1", alg: str = "RS256", **claims: Any
+) -> str:
+    now = int(time.time())
+    body = {"iss": ISSUER, "sub": sub, "aud": [srv.url, "other"], "iat": now, "exp": now + 600, "scope": scope}
+    return jwt.encode({**body, **claims}, key, algorithm=alg, headers={"kid": kid})
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[HttpServer]:
+    (tmp_path / "jwks.json").write_text(json.dumps(jwks()))
+    extra = ["--oauth", "--oauth-issuer", ISSUER, "--oauth-jwks", str(tmp_path / "jwks.json")]
+    srv = start_http(tmp_path / "t.db", tmp_path / "t.log", token=None, extra=extra)
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+def fetch(url: str, headers: dict[str, str] | None = None, body: bytes | None = None) -> tuple[int, Any, str]:
+    """(status, headers, body text) of one real HTTP request; an error status is an answer, not an exception."""
+    try:
+        with urlopen(Request(url, data=body, headers=headers or {}), timeout=10) as resp:
+            return resp.status, resp.headers, resp.read().decode()
+    except HTTPError as exc:
+        return exc.code, exc.headers, exc.read().decode()
+
+
+def post(srv: HttpServer, token: str | None) -> tuple[int, Any, str]:
+    headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+    return fetch(srv.url, headers, json.dumps(ping).encode())
+
+
+def b64(doc: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(doc).encode()).rstrip(b"=").decode()
+
+
+def test_protected_resource_metadata_is_served(server: HttpServer) -> None:
+    base = f"http://127.0.0.1:{server.port}"
+    status, _, text = fetch(f"{base}/.well-known/oauth-protected-resource/mcp")
+    assert status == 200, text
+    meta = json.loads(text)
+    assert meta["resource"] == server.url
+    assert meta["authorization_servers"] == [ISSUER]
+    assert meta["bearer_methods_supported"] == ["header"]
+    status, headers, _ = post(server, None)
+    assert status == 401
+    challenge = headers["WWW-Authenticate"]
+    assert f'resource_metadata="{base}/.well-known/oauth-protected-resource/mcp"' in challenge
+
+
+def test_bad_tokens_get_401(server: HttpServer) -> None:
+    now = int(time.time())
+    hs = jwt.encode({"iss": ISSUER, "sub": "x", "aud": server.url, "exp": now + 600}, "k" * 32, algorithm="HS256")
+    unsigned = b64({"alg": "none"}) + "." + b64({"iss": ISSUER, "sub": "x", "aud": server.url, "exp": now + 600}) + "."
+    bad = {
+        "no signature of ours": mint(server, "alice", ALICE_SCOPES, key=STRANGER),
+        "wrong audience": mint(server, "alice", ALICE_SCOPES, aud="http://elsewhere/mcp"),
+        "wrong issuer": mint(server, "alice", ALICE_SCOPES, iss="https://evil.example"),
+        "expired": mint(server, "alice", ALICE_SCOPES, exp=now - 120),
+        "not yet valid": mint(server, "alice", ALICE_SCOPES, nbf=now + 300),
+        "HS256 (shared secret)": hs,
+        "alg none": unsigned,
+        "RS256 header on the EC key": mint(server, "alice", ALICE_SCOPES, kid="e1"),
+        "garbage": "not.a.jwt",
+    }
+    for what, token in bad.items():
+        assert post(server, token)[0] == 401, what
+    good = post(server, mint(server, "alice", ALICE_SCOPES))
+    assert good[0] == 400 and "Missing session ID" in good[2], good  # past the bearer check, to the transport
+    good_ec = post(server, mint(server, "bob", BOB_SCOPES, key=EC_KEY, kid="e1", alg="ES256"))
+    assert good_ec[0] == 400 and "Missing session ID" in good_ec[2], good_ec
+    assert "Traceback" not in server.log_text()
+
+
+async def test_two_principals_cannot_reach_each_other(server: HttpServer) -> None:
+    alice_token = mint(server, "alice", ALICE_SCOPES)
+    bob_token = mint(server, "bob", BOB_SCOPES, key=EC_KEY, kid="e1", alg="ES256")
+    async with server.client(alice_token) as alice, server.client(bob_token) as bob:
+        await call(alice, "session_start", session_id="a1", project_id="proj-a")
+        assert (await call(alice, "page_write", **note("a1", "ev/secret", "zanzibar private")))["status"] == "committed"
+        project = note("a1", "ev/plan", "quetzal project-wide", scope="project")
+        assert (await call(alice, "page_write", **project))["status"] == "committed"
+
+        # tools: bob can neither resume, read, write nor recall in alice's session
+        assert "not available" in await call_error(bob, "session_start", session_id="a1", project_id="proj-a")
+        assert "No session 'a1'" in await call_error(bob, "page_read", session_id="a1", page_id="ev/secret")
+        assert "No session 'a1'" in await call_error(bob, "page_write", **note("a1", "ev/x", "intrusion"))
+        assert "No session 'a1'" in await call_error(bob, "recall", session_id="a1", query="zanzibar")
+
+        # resources: neither listed nor readable
+        listed = {str(r.uri) for r in (await bob.list_resources()).resources}
+        assert "clawvm://sessions/a1/context" not in listed
+        for uri in ("clawvm://sessions/a1/context", "clawvm://sessions/a1/pages/ev%2Fsecret"):
+            assert "zanzibar" in str((await alice.read_resource(uri)).contents[0])
+            with pytest.raises(MCPError, match="No session 'a1'"):
+                await bob.read_resource(uri)
+
+        # an ungranted project: recall denied, project writes rejected
+        await call(bob, "session_start", session_id="b-in-a", project_id="proj-a")
+        found = await call(bob, "recall", session_id="b-in-a", query="quetzal")
+        assert found["outcome"] == "denied" and not found.get("hits")
+        assert (await call(bob, "page_read", session_id="b-in-a", page_id="ev/plan"))["outcome"] == "denied"
+        wrote = await call(bob, "page_write", **note("b-in-a", "ev/bob", "graffiti", scope="project"))
+        assert wrote["status"] == "rejected"
+
+        # bob's own project: nothing of alice's
+        await call(bob, "session_start", session_id="b1", project_id="proj-b")
+        assert (await call(bob, "recall", session_id="b1", query="zanzibar quetzal"))["outcome"] == "no_match"
+
+        # a read scope: bob reads the shared project and cannot write there
+        await call(alice, "session_start", session_id="a-shared", project_id="shared")
+        await call(alice, "page_write", **note("a-shared", "ev/common", "xylophone shared", scope="project"))
+        await call(bob, "session_start", session_id="b-shared", project_id="shared")
+        assert (await call(bob, "recall", session_id="b-shared", query="xylophone"))["outcome"] == "hit"
+        wrote = await call(bob, "page_write", **note("b-shared", "ev/overwrite", "mine", scope="project"))
+        assert wrote["status"] == "rejected"
+        assert "No session 'b1'" in await call_error(alice, "page_list", session_id="b1")
+
+    # the same sub from another token is the same principal; a token with fewer scopes narrows its grants
+    async with server.client(mint(server, "bob", "clawvm:project:proj-b:write")) as bob:
+        assert (await call(bob, "recall", session_id="b-shared", query="xylophone"))["outcome"] == "denied"
+
+
+def serve(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    env = child_env()
+    env.pop("CLAWVM_TOKEN", None)
+    args = [sys.executable, "-m", "clawvm_mcp", "serve", "--db", str(tmp_path / "t.db"), "--port", "1", *extra]
+    return subprocess.run(args, capture_output=True, text=True, env=env, timeout=60, stdin=subprocess.DEVNULL)
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--oauth", "--oauth-issuer", ISSUER, "--oauth-jwks", "J"], "--oauth is for --http"),
+        (["--http", "--oauth", "--oauth-jwks", "J"], "needs --oauth-issuer"),
+        (["--http", "--oauth", "--oauth-issuer", ISSUER], "needs --oauth-issuer"),
+        (["--http", "--oauth", "--no-auth", "--oauth-issuer", ISSUER, "--oauth-jwks", "J"], "without --tokens"),
+        (["--http", "--oauth", "--tokens", "T", "--oauth-issuer", ISSUER, "--oauth-jwks", "J"], "without --tokens"),
+        (["--http", "--oauth", "--oauth-issuer", ISSUER, "--oauth-jwks", "missing.json"], "cannot read the JWKS"),
+        (["--http", "--oauth", "--oauth-issuer", ISSUER, "--oauth-jwks", "BAD"], "expected a JWK Set"),
+        (["--http", "--oauth", "--oauth-issuer", ISSUER, "--oauth-jwks", "SECRET"], "no private part"),
+        (["--http", "--oauth", "--oauth-issuer", "not a url", "--oauth-jwks", "J"], "not an http(s) URL"),
+    ],
+)
+def test_bad_oauth_options_are_refused_with_one_line(tmp_path: Path, args: list[str], says: str) -> None:
+    files = {"J": jwks(), "BAD": {"keys": []}, "SECRET": {"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}}
+    for name, doc in files.items():
+        (tmp_path / name).write_text(json.dumps(doc))
+    run = serve(tmp_path, *[str(tmp_path / a) if a in (*files, "missing.json") else a for a in args])
+    assert run.returncode == 2
+    assert says in run.stderr and "Traceback" not in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1, run.stderr
