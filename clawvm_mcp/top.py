@@ -71,7 +71,10 @@ class SessionLine:
 
 async def _postgres_live_ids(url: str) -> list[str]:
     """Open session ids, in a read-only transaction: the Store protocol lists them only per principal."""
-    import asyncpg  # type: ignore[import-untyped]
+    try:
+        import asyncpg  # type: ignore[import-untyped]
+    except ImportError as exc:  # the postgres extra: open_store refused the URL already, this keeps it one line
+        raise StoreError(f"a postgresql:// URL needs asyncpg ({exc}): pip install 'clawvm-mcp[postgres]'") from exc
 
     try:
         conn = await asyncpg.connect(url, server_settings={"default_transaction_read_only": "on"})
