@@ -160,3 +160,10 @@ def test_bad_oauth_options_are_refused_with_one_line(tmp_path: Path, args: list[
     assert run.returncode == 2
     assert says in run.stderr and "Traceback" not in run.stderr
     assert len(run.stderr.strip().splitlines()) == 1, run.stderr
+
+
+def test_the_server_imports_the_jwt_verifier_only_for_oauth() -> None:
+    """pyjwt and cryptography cost 30-100 ms of every cold start; only ``--oauth`` needs them."""
+    code = "import sys, clawvm_mcp.server.app; print(sorted(m for m in ('jwt', 'clawvm_mcp.server.oauth') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "[]", out.stdout

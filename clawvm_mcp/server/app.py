@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 from mcp import MCPError
-from mcp.server.auth.settings import AuthSettings
 from mcp.server.context import ServerRequestContext
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
@@ -62,7 +61,6 @@ from .middleware import (
     reject_unknown_tools,
     text_first,
 )
-from .oauth import JwtVerifier
 from .principals import LiveGrants, PrincipalVerifier, principal_of
 
 log = logging.getLogger(__name__)
@@ -197,20 +195,10 @@ def completion(values: list[str]) -> Completion:
 
 def auth_options(tokens: PrincipalVerifier | None) -> dict[str, Any]:
     """The SDK's bearer middleware over the verifier: every HTTP request needs a token it accepts (401 otherwise),
-    and the verified principal rides on the request. With ``--oauth`` the SDK also serves RFC 9728 metadata and
-    401s name it in ``WWW-Authenticate``; the verifier checks ``aud`` itself. For a static token table the issuer
-    URL is required by ``AuthSettings`` but unused: no metadata is served."""
+    and the verified principal rides on the request; the verifier says how the SDK's auth layer is set up."""
     if tokens is None:
         return {}
-    if isinstance(tokens, JwtVerifier):
-        auth = AuthSettings(
-            issuer_url=tokens.issuer,  # type: ignore[arg-type]
-            resource_server_url=tokens.resource,  # type: ignore[arg-type]
-            validate_token_resource=False,
-        )
-    else:
-        auth = AuthSettings(issuer_url="http://127.0.0.1", resource_server_url=None)  # type: ignore[arg-type]
-    return {"token_verifier": tokens, "auth": auth}
+    return {"token_verifier": tokens, "auth": tokens.auth_settings()}
 
 
 def readable(state: AppState) -> ProjectCheck:

@@ -25,6 +25,7 @@ from typing import Any
 
 import jwt
 from mcp.server.auth.provider import AccessToken
+from mcp.server.auth.settings import AuthSettings
 from pydantic import AnyHttpUrl, ValidationError
 
 from ..engine.policy import Grant
@@ -114,6 +115,14 @@ class JwtVerifier:
 
     def grants_of(self, principal: str) -> Mapping[str, Grant]:
         return self.latest.get(principal, {})
+
+    def auth_settings(self) -> AuthSettings:
+        """The SDK serves RFC 9728 metadata for ``resource`` and names it in 401s; ``aud`` is checked here."""
+        return AuthSettings(
+            issuer_url=self.issuer,  # type: ignore[arg-type]
+            resource_server_url=self.resource,  # type: ignore[arg-type]
+            validate_token_resource=False,
+        )
 
     def candidates(self, header: Mapping[str, Any]) -> list[jwt.PyJWK]:
         kid = header.get("kid")

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken
+from mcp.server.auth.settings import AuthSettings
 
 from ..engine.policy import Grant
 
@@ -105,6 +106,10 @@ class TableVerifier:
         log.warning("tokens file reloaded: %d tokens, %d principals", len(table), len(self.principals()))
         return True
 
+    def auth_settings(self) -> AuthSettings:
+        """The issuer URL is required by ``AuthSettings`` but unused: a static table serves no metadata."""
+        return AuthSettings(issuer_url="http://127.0.0.1", resource_server_url=None)  # type: ignore[arg-type]
+
     def principals(self) -> set[str]:
         return {entry.principal for entry in self.table.values()}
 
@@ -130,13 +135,18 @@ class TableVerifier:
 
 class PrincipalVerifier(Protocol):
     """What the server needs of a per-principal verifier (``TableVerifier``, ``oauth.JwtVerifier``): the SDK's
-    ``verify_token``, the current grants of a verified principal, and a SIGHUP reload."""
+    ``verify_token``, the current grants of a verified principal, a SIGHUP reload and the SDK's auth settings
+    (so the server imports no verifier it does not use: the JWT one pulls in pyjwt and cryptography)."""
 
     async def verify_token(self, token: str) -> AccessToken | None: ...
 
     def grants_of(self, principal: str) -> Mapping[str, Grant]: ...
 
     def reload(self) -> bool: ...
+
+    def auth_settings(self) -> AuthSettings:
+        """What the SDK's auth layer is configured with for this kind of token."""
+        ...
 
 
 class LiveGrants(Mapping[str, Grant]):
