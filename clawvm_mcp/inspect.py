@@ -21,7 +21,8 @@ import os
 import sqlite3
 import tempfile
 import unicodedata
-from collections.abc import Collection
+from collections.abc import AsyncIterator, Collection
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +35,7 @@ from .page_table import PageTable
 from .pages import PROMPT_ORDER, Fidelity, Page
 from .selector import Selection, SelectorPolicy, select
 from .store import open_store
-from .store.base import JournalEntry, SessionRecord
+from .store.base import JournalEntry, SessionRecord, Store
 from .store.open import database_url
 
 JOURNAL_ROWS = 50
@@ -146,27 +147,35 @@ def snapshot(db: Path, into: Path) -> None:
         raise LookupError(f"cannot read the database {db}: {exc}") from exc
 
 
-async def load_report(db: Path | str, session_id: str) -> SessionReport:
-    url = database_url(db)  # a server database is read in place: the snapshot is a SQLite file's need
+@asynccontextmanager
+async def read_only_store(db: Path | str) -> AsyncIterator[tuple[Store, Path | None]]:
+    """The store ``db`` names, opened for reading without writing to ``db``: a SQLite file through a snapshot
+    copy (also yielded, for a reader's own queries), a server database in place (the copy is then None)."""
+    url = database_url(db)
     if url is None and not Path(db).is_file():
         raise LookupError(f"no database at {db}")
-    with tempfile.TemporaryDirectory(prefix="clawvm-inspect-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="clawvm-read-") as tmp:
         copy = Path(tmp) / "snapshot.db"
         if url is None:
             snapshot(Path(db), copy)
         store = await open_store(copy if url is None else url)
         try:
-            record = await store.get_session(session_id)
-            if record is None:
-                raise LookupError(f"no session {session_id!r} in {db}")
-            loaded = await store.load_pages([session_namespace(session_id), project_namespace(record.project_id)])
-            pending = await store.pending(session_id)
-            journal = await store.journal(session_id, LIFECYCLE_ROWS)
-            counts = await store.journal_counts(session_id)
-            faults = await store.faults(session_id)
-            calls = await store.tool_calls(session_id)
+            yield store, copy if url is None else None
         finally:
             await store.close()
+
+
+async def load_report(db: Path | str, session_id: str) -> SessionReport:
+    async with read_only_store(db) as (store, _):
+        record = await store.get_session(session_id)
+        if record is None:
+            raise LookupError(f"no session {session_id!r} in {db}")
+        loaded = await store.load_pages([session_namespace(session_id), project_namespace(record.project_id)])
+        pending = await store.pending(session_id)
+        journal = await store.journal(session_id, LIFECYCLE_ROWS)
+        counts = await store.journal_counts(session_id)
+        faults = await store.faults(session_id)
+        calls = await store.tool_calls(session_id)
     pages = sorted((p for _, p in loaded if not p.deleted), key=lambda p: (PROMPT_ORDER[p.type], p.page_id))
     staged: dict[str, int] = {}
     for entry in pending:

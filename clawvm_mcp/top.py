@@ -11,7 +11,6 @@ import argparse
 import math
 import sqlite3
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +21,8 @@ import anyio
 from .cli_options import add_db, db_path
 from .engine.session import project_namespace, session_namespace
 from .faults import FAULT_KINDS, thrash
-from .inspect import snapshot, table, visible
-from .store import StoreError, open_store
+from .inspect import read_only_store, table, visible
+from .store import StoreError
 from .store.base import SessionRecord
 from .store.open import database_url
 
@@ -97,31 +96,21 @@ def _sqlite_live_ids(copy: Path) -> list[str]:
 
 async def load_lines(db: Path | str) -> list[SessionLine]:
     """Every open session of ``db``, in id order, read without writing to ``db``."""
-    url = database_url(db)
-    if url is None and not Path(db).is_file():
-        raise LookupError(f"no database at {db}")
-    with tempfile.TemporaryDirectory(prefix="clawvm-top-") as tmp:
-        copy = Path(tmp) / "snapshot.db"
-        if url is None:
-            snapshot(Path(db), copy)
-        store = await open_store(copy if url is None else url)  # first: an unreachable server is one clear line
-        try:
-            ids = _sqlite_live_ids(copy) if url is None else await _postgres_live_ids(url)
-            lines = []
-            for sid in ids:
-                record = await store.get_session(sid)
-                if record is None or record.ended:  # ended between the list and the read (PostgreSQL)
-                    continue
-                counts: dict[str, int] = dict.fromkeys(FAULT_KINDS, 0)
-                for event in await store.faults(sid):
-                    counts[event.kind] = counts.get(event.kind, 0) + 1
-                journal = await store.journal_counts(sid)
-                pages = await store.count_pages(session_namespace(sid))
-                pages += await store.count_pages(project_namespace(record.project_id))
-                staged = journal.get("staged", 0) + journal.get("validated", 0)
-                lines.append(SessionLine(record, counts, staged, journal.get("rejected", 0), pages))
-        finally:
-            await store.close()
+    async with read_only_store(db) as (store, copy):  # opened first: an unreachable server is one clear line
+        ids = _sqlite_live_ids(copy) if copy is not None else await _postgres_live_ids(str(database_url(db)))
+        lines = []
+        for sid in ids:
+            record = await store.get_session(sid)
+            if record is None or record.ended:  # ended between the list and the read (PostgreSQL)
+                continue
+            counts: dict[str, int] = dict.fromkeys(FAULT_KINDS, 0)
+            for event in await store.faults(sid):
+                counts[event.kind] = counts.get(event.kind, 0) + 1
+            journal = await store.journal_counts(sid)
+            pages = await store.count_pages(session_namespace(sid))
+            pages += await store.count_pages(project_namespace(record.project_id))
+            staged = journal.get("staged", 0) + journal.get("validated", 0)
+            lines.append(SessionLine(record, counts, staged, journal.get("rejected", 0), pages))
     return lines
 
 
