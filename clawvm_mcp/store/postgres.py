@@ -47,6 +47,7 @@ from .base import (
     page_to_json,
     session_from_row,
 )
+from .lazy import HEAD_KEYS, page_from_head
 from .search import K1, WEIGHTS, B, SearchColumns, decode, matched, search_text
 
 log = logging.getLogger(__name__)
@@ -181,6 +182,14 @@ UNAVAILABLE = (
     asyncpg.exceptions.InterfaceError,
     ConnectionError,
     OSError,
+)
+
+
+# a page's head as one JSON array (store/lazy.py), taken from its body by PostgreSQL's json parser
+_HEAD = "json_build_array(" + ", ".join(f"b #> '{{{','.join(keys)}}}'" for keys in HEAD_KEYS) + ")::text"
+LOAD_PAGES = (
+    f"SELECT namespace, {_HEAD}, body FROM (SELECT namespace, body, body::jsonb AS b FROM pages"
+    " WHERE namespace = ANY($1::text[]) AND NOT deleted OFFSET 0) AS p"  # OFFSET 0: parse each body once
 )
 
 
@@ -419,10 +428,8 @@ class PostgresStore:
 
     @_translated
     async def load_pages(self, namespaces: list[str]) -> list[tuple[str, Page]]:
-        rows = await self._pool.fetch(
-            "SELECT namespace, body FROM pages WHERE namespace = ANY($1::text[]) AND NOT deleted", namespaces
-        )
-        return [(row[0], page_from_json(json.loads(row[1]))) for row in rows]
+        rows = await self._pool.fetch(LOAD_PAGES, namespaces)
+        return [(row[0], page_from_head(json.loads(row[1]), row[2])) for row in rows]
 
     @_translated
     async def get_page(self, namespace: str, page_id: str) -> Page | None:

@@ -40,6 +40,7 @@ from .base import (
     page_to_json,
     session_from_row,
 )
+from .lazy import HEAD_KEYS, page_from_head
 from .search import WEIGHTS, columns, decode, encode, match_expression, matched, namespace_token, search_text
 
 log = logging.getLogger(__name__)
@@ -224,6 +225,12 @@ COMMIT_VIEW = (
     """,
 )
 JSON_PROBE = "SELECT count(*) FROM json_each('[1]')"
+# a page's head as one JSON array, taken from its body by one parse of SQLite's JSON functions (store/lazy.py)
+_HEAD = (
+    "json_extract(body, "
+    + ", ".join("'$" + "".join(f"[{k}]" if k.isdigit() else f".{k}" for k in keys) + "'" for keys in HEAD_KEYS)
+    + ")"
+)
 COMMIT_ROW = f"INSERT INTO clawvm_commit VALUES ({','.join('?' * 17)})"
 STALE = "clawvm: stale version"
 # the new journal row's txn_id comes back with the statement; RETURNING needs SQLite 3.35 (older: one more trip)
@@ -556,9 +563,9 @@ class SQLiteStore:
         marks = ",".join("?" * len(namespaces))
         # one fetch: iterating the cursor would cross to aiosqlite's thread once per row (100,000 trips)
         rows = await self._conn.execute_fetchall(
-            f"SELECT namespace, body FROM pages WHERE namespace IN ({marks}) AND deleted = 0", namespaces
+            f"SELECT namespace, {_HEAD}, body FROM pages WHERE namespace IN ({marks}) AND deleted = 0", namespaces
         )
-        return [(row[0], page_from_json(json.loads(row[1]))) for row in rows]
+        return [(row[0], page_from_head(json.loads(row[1]), row[2])) for row in rows]
 
     @_translated
     async def get_page(self, namespace: str, page_id: str) -> Page | None:
