@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, ItemsView, Iterable, Iterator, KeysView, MutableMapping, Sequence, ValuesView
 from dataclasses import dataclass
+from functools import lru_cache
 
 from .cost_order import CostOrder
-from .pages import PIN_RANK, TYPE_POLICIES, Fidelity, Page, levels_for
+from .pages import PIN_RANK, TYPE_POLICIES, Fidelity, Page, PageType, levels_for
 
 NONE = Fidelity.NONE
 POINTER = Fidelity.POINTER
@@ -62,34 +63,38 @@ class PageSizes:
 
     @classmethod
     def of(cls, page: Page) -> PageSizes:
-        levels = levels_for(page.type, page.min_fidelity)
-        tokens = [0] * 5
+        levels, descending, next_level = _shape(page.type, page.min_fidelity)
+        tokens = [0] * 5  # levels off the page's path read 0
         for lv in levels:
             tokens[lv] = page.tokens_at(lv)  # a lazily loaded page answers from its head, without decoding
-        next_level: list[Fidelity | None] = [None] * 5
         least_from, most_from = [0] * 5, [0] * 5
         least = most = tokens[levels[-1]]
-        after: Fidelity | None = None
-        for lv in reversed(levels):
-            least, most = min(least, tokens[lv]), max(most, tokens[lv])
-            least_from[lv], most_from[lv], next_level[lv] = least, most, after
-            after = lv
-        next_level[NONE], most_from[NONE] = levels[0], most
+        for lv in descending:  # plain comparisons: min()/max() calls were a fifth of building a table
+            n = tokens[lv]
+            if n < least:
+                least = n
+            if n > most:
+                most = n
+            least_from[lv] = least
+            most_from[lv] = most
+        most_from[NONE] = most
+        pid, utility = page.page_id, page.base_utility
+        pointer = tokens[POINTER] if POINTER in levels else None
         return cls(
-            page=page,
-            levels=levels,
-            tokens=tuple(tokens),
-            next_level=tuple(next_level),
-            least_from=tuple(least_from),
-            most_from=tuple(most_from),
-            floor=_cheapest(levels, tokens, page.min_fidelity),
-            pointer=tokens[POINTER] if POINTER in levels else None,
-            full=tokens[levels[-1]],
-            entry=tokens[levels[0]],
-            priority=(-PIN_RANK[page.pin], -TYPE_POLICIES[page.type].priority, -page.base_utility, page.page_id),
-            prefetch=(-page.recompute_cost, -page.base_utility, page.page_id),
-            tie=reversed_key(page.page_id),
-            hard=page.pin == "hard",
+            page,
+            levels,
+            tuple(tokens),
+            next_level,
+            tuple(least_from),
+            tuple(most_from),
+            _cheapest(levels, tokens, page.min_fidelity),
+            pointer,
+            tokens[levels[-1]],
+            tokens[levels[0]],
+            (-PIN_RANK[page.pin], -TYPE_POLICIES[page.type].priority, -utility, pid),
+            (-page.recompute_cost, -utility, pid),
+            reversed_key(pid),
+            page.pin == "hard",
         )
 
     def at_least(self, level: Fidelity) -> Fidelity:
@@ -100,6 +105,22 @@ class PageSizes:
     def free_need(self) -> int:
         """Tokens from where phase 1b leaves an unrequired page (pointer, or not shown) to its largest level."""
         return self.most_from[POINTER] - self.tokens[POINTER] if self.pointer is not None else self.most_from[NONE]
+
+
+@lru_cache(maxsize=64)
+def _shape(
+    page_type: PageType, floor: Fidelity
+) -> tuple[tuple[Fidelity, ...], tuple[Fidelity, ...], tuple[Fidelity | None, ...]]:
+    """What every page of one type and floor shares: its levels (lowest first), the same highest first, and the
+    level an upgrade from each level goes to (indexed NONE .. FULL)."""
+    levels = levels_for(page_type, floor)
+    next_level: list[Fidelity | None] = [None] * 5
+    after: Fidelity | None = None
+    for lv in reversed(levels):
+        next_level[lv] = after
+        after = lv
+    next_level[NONE] = levels[0]
+    return levels, tuple(reversed(levels)), tuple(next_level)
 
 
 def _cheapest(levels: tuple[Fidelity, ...], tokens: Sequence[int], level: Fidelity) -> Fidelity:
