@@ -36,7 +36,7 @@ class EngineConfig:
     grants: Mapping[str, Grant] | None = None
     policy: EnginePolicy = CLAWVM
     max_page_bytes: int = MAX_PAGE_BYTES
-    max_pages_per_session: int = 10_000
+    max_pages_per_session: int = 100_000  # issue 12: every per-call cost is flat to here (docs/performance.md)
     max_budget: int = 2_000_000
     # tools whose repeats may be answered from memory when the caller does not say (DESIGN section 9: the read-only
     # tools the harness declares; Claude Code's here); every other tool is write-like

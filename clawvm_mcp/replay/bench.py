@@ -16,9 +16,9 @@ noisy machine:
   SQLite commits with the same pragmas; ``session_start`` of the whole table in process and over stdio; a create
   over stdio.
 
-The bench raises ``EngineConfig.max_pages_per_session`` (10,000 by default) to ``PAGE_LIMIT`` in its own engines
+The bench raises ``EngineConfig.max_pages_per_session`` (100,000 by default) to ``PAGE_LIMIT`` in its own engines
 and in its own stdio server (``python -m clawvm_mcp.replay.bench --serve DB``, the same ``create_server``), so
-creates at 10,000 pages and more are timed instead of refused.
+creates at 100,000 pages and more are timed instead of refused.
 
 Method and numbers: docs/performance.md.
 """
@@ -58,7 +58,7 @@ from . import reference_selector as ref
 
 DEFAULT_SIZES = (50, 1_000, 10_000)
 RESIDENT_MAX_PAGES = 20_000
-PAGE_LIMIT = 1_000_000  # the bench's own max_pages_per_session (the default 10,000 would refuse its creates)
+PAGE_LIMIT = 1_000_000  # the bench's own max_pages_per_session (the default 100,000 would refuse creates at that size)
 BUDGET = 4000  # the default session budget: a model's context does not grow with the page table
 PAPER_BUDGET = 300  # mid-range of the paper's sweep (120-500 tokens), for the like-for-like engine figure
 SESSION = "bench"
