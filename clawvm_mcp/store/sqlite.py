@@ -186,6 +186,7 @@ SCHEMA_VERSION = len(MIGRATIONS)
 SEARCH_SCHEMA = 2  # the migration that built the recall index
 INDEX_PROGRESS_EVERY = 10_000  # pages between progress lines while a migration indexes a large store
 INDEX_BATCH = 1_000  # pages indexed per round trip to the connection's thread
+LOAD_BATCH = 5_000  # pages read per round trip while a session loads (store/lazy.py)
 
 # A page commit as ONE statement: an insert into this per-connection TEMP view runs the compare-and-swap upsert,
 # settles the earlier staged rows and writes the new journal row in its trigger. In autocommit that statement is
@@ -561,11 +562,21 @@ class SQLiteStore:
     @_translated
     async def load_pages(self, namespaces: list[str]) -> list[tuple[str, Page]]:
         marks = ",".join("?" * len(namespaces))
-        # one fetch: iterating the cursor would cross to aiosqlite's thread once per row (100,000 trips)
-        rows = await self._conn.execute_fetchall(
-            f"SELECT namespace, {_HEAD}, body FROM pages WHERE namespace IN ({marks}) AND deleted = 0", namespaces
-        )
-        return [(row[0], page_from_head(json.loads(row[1]), row[2])) for row in rows]
+        sql = f"SELECT namespace, {_HEAD}, body FROM pages WHERE namespace IN ({marks}) AND deleted = 0"
+        # In batches, the next one read by aiosqlite's thread (SQLite parsing bodies, the GIL released) while this
+        # thread builds the pages of the last: a 100,000-page load overlaps its two halves. Not row by row: that
+        # would cross to the thread 100,000 times.
+        out: list[tuple[str, Page]] = []
+        async with self._conn.execute(sql, namespaces) as cur:
+            cur.row_factory = None  # plain tuples: sqlite3.Row objects cost more than the head's decoding
+            batch = await cur.fetchmany(LOAD_BATCH)
+            while batch:
+                following = asyncio.ensure_future(cur.fetchmany(LOAD_BATCH))
+                try:
+                    out.extend([(row[0], page_from_head(json.loads(row[1]), row[2])) for row in batch])
+                finally:
+                    batch = await following
+        return out
 
     @_translated
     async def get_page(self, namespace: str, page_id: str) -> Page | None:
