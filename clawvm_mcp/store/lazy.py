@@ -101,6 +101,27 @@ class LazyPage(Page):
     __hash__ = None  # type: ignore[assignment]  # as Page's: mutable, compared by value
 
 
+def page_head(page: Page) -> list[Any]:
+    """The head of a page as the store keeps it: the values at ``HEAD_KEYS`` of the page's stored body."""
+    prov = page.provenance
+    return [
+        page.page_id,
+        page.type,
+        page.scope,
+        page.pin,
+        page.min_fidelity.label,
+        page.version,
+        {"source": prov.source, "ref": prov.ref, "turn": prov.turn},
+        page.recompute_cost,
+        page.base_utility,
+        page.created_turn,
+        page.last_access_turn,
+        page.title,
+        page.deleted,
+        *(page.tokens_at(lv) if lv in page.representations else None for lv in TOKEN_LEVELS),
+    ]
+
+
 @lru_cache(maxsize=4096)
 def _provenance(source: Any, ref: str, turn: int) -> Provenance:
     """One (immutable) Provenance per distinct value: a table's pages share a few, and building a frozen

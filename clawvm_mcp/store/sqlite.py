@@ -40,13 +40,21 @@ from .base import (
     page_to_json,
     session_from_row,
 )
-from .lazy import HEAD_KEYS, page_from_head
+from .lazy import HEAD_KEYS, page_from_head, page_head
 from .search import WEIGHTS, columns, decode, encode, match_expression, matched, namespace_token, search_text
 
 log = logging.getLogger(__name__)
 APPLICATION_ID = 0x436C5756  # "ClWV": tells our files from any other SQLite database
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+def head_of(body: str) -> str:
+    """SQL for a page's head (store/lazy.py) as one JSON array, extracted from the body column ``body`` by one
+    parse of SQLite's JSON functions."""
+    paths = ("'$" + "".join(f"[{k}]" if k.isdigit() else f".{k}" for k in keys) + "'" for keys in HEAD_KEYS)
+    return f"json_extract({body}, {', '.join(paths)})"
+
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: initial schema
@@ -181,8 +189,23 @@ MIGRATIONS: tuple[str, ...] = (
         UPDATE sessions SET seq = (SELECT seq FROM clock) WHERE session_id = NEW.session_id;
     END;
     """,
+    # 4: each page's head (store/lazy.py) stored beside its body, so a session loads its pages without SQLite
+    # parsing every body (a third of a 100,000-page load). The commit statement writes it with the body; a writer
+    # that does not (a process still running older code, which leaves it NULL or unchanged) has it recomputed by
+    # these triggers, so a head is never stale whoever wrote the row
+    f"""
+    ALTER TABLE pages ADD COLUMN head TEXT;
+    UPDATE pages SET head = {head_of("body")};
+    CREATE TRIGGER pages_head_insert AFTER INSERT ON pages WHEN NEW.head IS NULL BEGIN
+        UPDATE pages SET head = {head_of("NEW.body")} WHERE namespace = NEW.namespace AND page_id = NEW.page_id;
+    END;
+    CREATE TRIGGER pages_head_update AFTER UPDATE OF body ON pages WHEN NEW.head IS OLD.head BEGIN
+        UPDATE pages SET head = {head_of("NEW.body")} WHERE namespace = NEW.namespace AND page_id = NEW.page_id;
+    END;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+HEAD_SCHEMA = 4  # the migration that added page heads
 SEARCH_SCHEMA = 2  # the migration that built the recall index
 INDEX_PROGRESS_EVERY = 10_000  # pages between progress lines while a migration indexes a large store
 INDEX_BATCH = 1_000  # pages indexed per round trip to the connection's thread
@@ -194,14 +217,14 @@ LOAD_BATCH = 5_000  # pages read per round trip while a session loads (store/laz
 # commit is one trip to aiosqlite's thread instead of four. TEMP objects live with the connection: no migration.
 COMMIT_VIEW = (
     "CREATE TEMP VIEW clawvm_commit(namespace, page_id, type, version, deleted, search_text, body, expected_version,"
-    " settles, session_id, entry_namespace, entry_page_id, op, commit_mode, request, reasons, turn)"
-    " AS SELECT " + ", ".join(["NULL"] * 17) + " WHERE 0",
+    " settles, session_id, entry_namespace, entry_page_id, op, commit_mode, request, reasons, turn, head)"
+    " AS SELECT " + ", ".join(["NULL"] * 18) + " WHERE 0",
     """
     CREATE TEMP TRIGGER clawvm_commit_page INSTEAD OF INSERT ON clawvm_commit BEGIN
-        INSERT INTO pages(namespace, page_id, type, version, deleted, search_text, body)
-        VALUES (NEW.namespace, NEW.page_id, NEW.type, NEW.version, NEW.deleted, NEW.search_text, NEW.body)
+        INSERT INTO pages(namespace, page_id, type, version, deleted, search_text, body, head)
+        VALUES (NEW.namespace, NEW.page_id, NEW.type, NEW.version, NEW.deleted, NEW.search_text, NEW.body, NEW.head)
         ON CONFLICT(namespace, page_id) DO UPDATE SET type=excluded.type, version=excluded.version,
-            deleted=excluded.deleted, search_text=excluded.search_text, body=excluded.body
+            deleted=excluded.deleted, search_text=excluded.search_text, body=excluded.body, head=excluded.head
         WHERE pages.version = NEW.expected_version;
         -- the compare-and-swap: no row written means another writer moved the page; undo the whole statement
         SELECT RAISE(ABORT, 'clawvm: stale version') WHERE changes() != 1;
@@ -226,13 +249,7 @@ COMMIT_VIEW = (
     """,
 )
 JSON_PROBE = "SELECT count(*) FROM json_each('[1]')"
-# a page's head as one JSON array, taken from its body by one parse of SQLite's JSON functions (store/lazy.py)
-_HEAD = (
-    "json_extract(body, "
-    + ", ".join("'$" + "".join(f"[{k}]" if k.isdigit() else f".{k}" for k in keys) + "'" for keys in HEAD_KEYS)
-    + ")"
-)
-COMMIT_ROW = f"INSERT INTO clawvm_commit VALUES ({','.join('?' * 17)})"
+COMMIT_ROW = f"INSERT INTO clawvm_commit VALUES ({','.join('?' * 18)})"
 STALE = "clawvm: stale version"
 # the new journal row's txn_id comes back with the statement; RETURNING needs SQLite 3.35 (older: one more trip)
 RETURNING = sqlite3.sqlite_version_info >= (3, 35, 0)
@@ -388,6 +405,11 @@ class SQLiteStore:
         await c.execute("PRAGMA synchronous = FULL")
         await c.execute("PRAGMA foreign_keys = ON")
         for number in range(version + 1, SCHEMA_VERSION + 1):
+            if (
+                number == HEAD_SCHEMA
+                and (pages := await self._scalar("SELECT count(*) FROM pages")) >= INDEX_PROGRESS_EVERY
+            ):
+                log.info("%s: storing the heads of %d pages (a few seconds per 100,000)", self.path, pages)
             async with self._transaction():
                 for statement in _statements(MIGRATIONS[number - 1]):
                     await c.execute(statement)
@@ -562,8 +584,8 @@ class SQLiteStore:
     @_translated
     async def load_pages(self, namespaces: list[str]) -> list[tuple[str, Page]]:
         marks = ",".join("?" * len(namespaces))
-        sql = f"SELECT namespace, {_HEAD}, body FROM pages WHERE namespace IN ({marks}) AND deleted = 0"
-        # In batches, the next one read by aiosqlite's thread (SQLite parsing bodies, the GIL released) while this
+        sql = f"SELECT namespace, head, body FROM pages WHERE namespace IN ({marks}) AND deleted = 0"
+        # In batches, the next one read by aiosqlite's thread (the GIL released while SQLite reads) while this
         # thread builds the pages of the last: a 100,000-page load overlaps its two halves. Not row by row: that
         # would cross to the thread 100,000 times.
         out: list[tuple[str, Page]] = []
@@ -817,6 +839,7 @@ def _commit_row(w: PageCommit) -> tuple[Any, ...]:
             if e is None
             else (e.session_id, e.namespace, e.page_id, e.op, e.commit_mode, dumps(e.request), dumps(e.reasons), e.turn)
         ),
+        dumps(page_head(w.page)),
     )
 
 

@@ -4,6 +4,9 @@ exactly the page that was committed."""
 
 from __future__ import annotations
 
+import json
+import sqlite3
+from contextlib import closing
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,6 +18,7 @@ from clawvm_mcp.journal import WriteRequest
 from clawvm_mcp.page_table import PageSizes, PageTable
 from clawvm_mcp.pages import STORED_LEVELS, Fidelity, Page, Provenance
 from clawvm_mcp.store import open_store
+from clawvm_mcp.store import sqlite as sqlite_store
 from clawvm_mcp.store.base import PageCommit, page_to_json
 from clawvm_mcp.store.lazy import HEAD_KEYS, LazyPage, page_from_head
 from clawvm_mcp.tokens import TokenCounter
@@ -116,3 +120,70 @@ def test_replace_and_edits_of_a_lazy_page_keep_every_field() -> None:
     assert bumped.version == 2 and bumped.content == "new text" and bumped.last_access_turn == 9
     assert bumped.representations == want.representations and bumped.fields == want.fields
     assert page == replace(want, last_access_turn=9)
+
+
+def _heads(path: Path) -> list[tuple[object, object]]:
+    """Each row's stored head beside the head SQLite extracts from its body now, both parsed."""
+    with closing(sqlite3.connect(path)) as conn:
+        rows = conn.execute(f"SELECT head, {sqlite_store.head_of('body')} FROM pages ORDER BY page_id").fetchall()
+    return [(None if h is None else json.loads(h), json.loads(b)) for h, b in rows]
+
+
+async def test_sqlite_stores_each_head_with_its_body_whoever_writes_the_row(tmp_path: Path) -> None:
+    """The commit writes the head it computed from the page; a writer that leaves it out (a process still running
+    code from before heads existed) gets it recomputed by the schema's triggers, so load_pages never reads a head
+    that describes another version than the body beside it."""
+    db = tmp_path / "heads.db"
+    store = await open_store(db)
+    try:
+        await store.commit([PageCommit(NS, p, 0) for p in pages()])
+    finally:
+        await store.close()
+    heads = _heads(db)
+    assert len(heads) == 6 and all(stored == extracted for stored, extracted in heads)
+    with closing(sqlite3.connect(db)) as conn:  # an older writer: body and version move, the head is not named
+        body = json.loads(conn.execute("SELECT body FROM pages WHERE page_id = 'plan/main'").fetchone()[0])
+        body.update(version=2, title="a new title", content="Goal: ship it twice")
+        conn.execute("UPDATE pages SET body = ?, version = 2 WHERE page_id = 'plan/main'", (json.dumps(body),))
+        body.update(page_id="plan/other", version=1)
+        conn.execute(
+            "INSERT INTO pages(namespace, page_id, type, version, deleted, search_text, body)"
+            ' VALUES (?, \'plan/other\', \'plan\', 1, 0, \'["","","",""]\', ?)',
+            (NS, json.dumps(body)),
+        )
+        conn.commit()
+    heads = _heads(db)
+    assert len(heads) == 7 and all(stored == extracted for stored, extracted in heads)
+    store = await open_store(db)
+    try:
+        loaded = {p.page_id: p for _, p in await store.load_pages([NS])}
+    finally:
+        await store.close()
+    assert (loaded["plan/main"].version, loaded["plan/main"].title) == (2, "a new title")
+    assert loaded["plan/main"].content == "Goal: ship it twice"
+    assert loaded["plan/other"].version == 1
+
+
+async def test_migrating_a_store_without_heads_stores_every_head(tmp_path: Path) -> None:
+    """A schema-3 file (before heads) migrated forward: every existing row gets the head of its body."""
+    db = tmp_path / "v3.db"
+    with closing(sqlite3.connect(db)) as conn:
+        for script in sqlite_store.MIGRATIONS[: sqlite_store.HEAD_SCHEMA - 1]:
+            conn.executescript(script)
+        conn.execute(f"PRAGMA application_id = {sqlite_store.APPLICATION_ID}")
+        conn.execute(f"PRAGMA user_version = {sqlite_store.HEAD_SCHEMA - 1}")
+        for p in pages():
+            conn.execute(
+                "INSERT INTO pages(namespace, page_id, type, version, deleted, search_text, body)"
+                ' VALUES (?, ?, ?, 1, 0, \'["","","",""]\', ?)',
+                (NS, p.page_id, p.type, dumps(page_to_json(p))),
+            )
+        conn.commit()
+    store = await open_store(db)
+    try:
+        loaded = {p.page_id: p for _, p in await store.load_pages([NS])}
+    finally:
+        await store.close()
+    assert loaded == {p.page_id: p for p in pages()}
+    heads = _heads(db)
+    assert len(heads) == 6 and all(stored is not None and stored == extracted for stored, extracted in heads)
