@@ -130,29 +130,27 @@ def _provenance(source: Any, ref: str, turn: int) -> Provenance:
 
 
 def page_from_head(head: Sequence[Any], body: str) -> Page:
-    """A page from its head (the values at ``HEAD_KEYS``, as a JSON array the store's SQL built) and its body."""
+    """A page from its head (the values at ``HEAD_KEYS``, as a JSON array) and its body. The head is the store's
+    own writing, so its values already have their types; only the two utilities may arrive as whole numbers."""
     (pid, ptype, scope, pin, floor, version, prov, recompute, utility, created, accessed, title, deleted) = head[:13]
-    if isinstance(prov, str):  # PostgreSQL's json_build_array keeps a nested object as it is; SQLite as text
+    pointer, structured, compressed, full = head[13:]
+    if isinstance(prov, str):  # a nested object that a JSON function handed back as text
         prov = json.loads(prov)
     page = LazyPage.__new__(LazyPage)
     page._body = body
-    tokens = [0, 0, 0, 0, 0]
-    for lv, n in zip(TOKEN_LEVELS, head[13:], strict=True):
-        if n is not None:
-            tokens[lv] = int(n)
-    page._tokens = tuple(tokens)
-    page.page_id = str(pid)
+    page._tokens = (0, pointer or 0, structured or 0, compressed or 0, full or 0)  # by level, as TOKEN_LEVELS
+    page.page_id = pid
     page.type = ptype
     page.scope = scope
     page.pin = pin
-    page.min_fidelity = Fidelity.parse(str(floor))
-    page.version = int(version)
-    page.provenance = _provenance(prov["source"], str(prov["ref"]), int(prov["turn"]))
+    page.min_fidelity = Fidelity.parse(floor)
+    page.version = version
+    page.provenance = _provenance(prov["source"], prov["ref"], prov["turn"])
     page.recompute_cost = float(recompute)
     page.base_utility = float(utility)
-    page.created_turn = int(created)
-    page.last_access_turn = int(accessed)
-    page.title = "" if title is None else str(title)
+    page.created_turn = created
+    page.last_access_turn = accessed
+    page.title = title or ""
     page.dirty = False
     page.deleted = bool(deleted)
     return page
