@@ -23,6 +23,7 @@ from tests.support.isolation import check_isolation, note
 pytestmark = pytest.mark.anyio
 ALICE = "alice-" + "a" * 40
 BOB = "bob-" + "b" * 40
+ALICE_RO = "alice-read-only-" + "r" * 40  # alice's second token: proj-a to read only
 SHORT = "short-but-listed"  # its hash is in the file, but it is under 32 bytes: it must never authenticate
 
 
@@ -39,6 +40,7 @@ def write_tokens(path: Path, bob_grants: dict[str, str]) -> None:
     tokens = [
         entry(ALICE, "alice", {"proj-a": "write", "shared": "write"}),
         entry(BOB, "bob", bob_grants),
+        entry(ALICE_RO, "alice", {"proj-a": "read"}),
         entry(SHORT, "mallory", {"proj-a": "write"}),
     ]
     path.write_text(json.dumps({"tokens": tokens}))
@@ -67,6 +69,24 @@ async def wait_for(predicate: Callable[[], Awaitable[bool]], what: str, timeout:
 async def test_two_principals_cannot_reach_each_other(server: HttpServer) -> None:
     async with server.client(ALICE) as alice, server.client(BOB) as bob:
         await check_isolation(alice, bob)
+
+
+async def test_each_token_has_its_own_grants_even_between_two_of_one_principal(server: HttpServer) -> None:
+    """A principal's read-only token cannot write where its other token may, before, between or after that
+    token's requests, and both reach the principal's sessions. (The grants of a request were once the union over
+    every token of its principal, so a read-only token wrote.)"""
+    async with server.client(ALICE) as rw, server.client(ALICE_RO) as ro:
+        await call(rw, "session_start", session_id="a-rw", project_id="proj-a")
+        await call(ro, "session_start", session_id="a-ro", project_id="proj-a")
+        for n in range(3):
+            ro_write = await call(ro, "page_write", **note("a-ro", f"ev/ro{n}", f"read token {n}", scope="project"))
+            assert ro_write["status"] == "rejected", ro_write
+            rw_write = await call(rw, "page_write", **note("a-rw", f"ev/rw{n}", f"okapi {n}", scope="project"))
+            assert rw_write["status"] == "committed", rw_write
+        found = await call(ro, "recall", session_id="a-ro", query="okapi")
+        assert found["outcome"] == "hit" and len(found["results"]) == 3
+        listed = await call(ro, "page_list", session_id="a-rw")  # the principal's session, through either token
+        assert {p["page_id"] for p in listed["pages"]} >= {"ev/rw0", "ev/rw1", "ev/rw2"}
 
 
 async def test_a_short_token_never_authenticates_even_when_listed(server: HttpServer) -> None:

@@ -61,7 +61,7 @@ from .middleware import (
     reject_unknown_tools,
     text_first,
 )
-from .principals import LiveGrants, PrincipalVerifier, principal_of
+from .principals import LiveGrants, PrincipalVerifier, serving, token_of
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -149,6 +149,13 @@ class AppState:
             config = replace(self.engine.config, principal=principal, grants=LiveGrants(self.tokens, principal))
             engine = self.engines[principal] = ClawVMEngine(self.engine.store, self.engine.counter, config)
         return engine
+
+    def engine_serving(self, request: object) -> ClawVMEngine:
+        """The engine of the principal this HTTP request was verified as, with its grants those of the request's
+        own token (two tokens of one principal may grant different projects)."""
+        token = token_of(request)
+        serving(token)
+        return self.engine_for(None if token is None else token.client_id)
 
     def all_engines(self) -> list[ClawVMEngine]:
         return [self.engine, *self.engines.values()]
@@ -243,7 +250,7 @@ def create_server(config: ServerConfig | None = None) -> MCPServer[AppState]:
 
     def engine_of(ctx: Context[AppState]) -> ClawVMEngine:
         request = ctx.request_context
-        return request.lifespan_context.engine_for(principal_of(request.request))
+        return request.lifespan_context.engine_serving(request.request)
 
     async def announced(ctx: Context[AppState], session_id: str, op: Awaitable[T]) -> T:
         """Run a tool's operation; if the principal has listeners, announce what it changed in the session."""
@@ -481,7 +488,7 @@ def create_server(config: ServerConfig | None = None) -> MCPServer[AppState]:
     ) -> Completion | None:
         """session_id: this principal's live sessions; page_id: the named session's pages; budget: its budget."""
         request = completion_request()
-        engine = request.lifespan_context.engine_for(principal_of(request.request))
+        engine = request.lifespan_context.engine_serving(request.request)
         assert isinstance(engine, ClawVMEngine)
         ours = ref.name == PROMPT if isinstance(ref, PromptReference) else ref.uri in TEMPLATES
         if not ours:
@@ -496,7 +503,7 @@ def create_server(config: ServerConfig | None = None) -> MCPServer[AppState]:
     completions(complete)  # the SDK's decorator is untyped, so it is called rather than applied
 
     async def list_sessions(request: ServerRequestContext[AppState, Any]) -> list[Resource]:
-        engine = request.lifespan_context.engine_for(principal_of(request.request))
+        engine = request.lifespan_context.engine_serving(request.request)
         ids = await live_sessions(engine, "", MAX_LISTED_SESSIONS)
         return [
             Resource(
@@ -509,9 +516,7 @@ def create_server(config: ServerConfig | None = None) -> MCPServer[AppState]:
             for sid in ids
         ]
 
-    name_listeners(
-        mcp, lambda request: request.lifespan_context.engine_for(principal_of(request.request)).config.principal
-    )
+    name_listeners(mcp, lambda request: request.lifespan_context.engine_serving(request.request).config.principal)
     no_list_changes(mcp)
     reject_unknown_tools(mcp)
     check_prompt_arguments(mcp)

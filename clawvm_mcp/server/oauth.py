@@ -88,7 +88,8 @@ def scopes_of(claims: Mapping[str, Any]) -> list[str]:
 
 class JwtVerifier:
     """The SDK's ``TokenVerifier`` over JWTs; the AccessToken's client_id is the principal ``iss|sub``, as with
-    ``TableVerifier``, and ``grants_of`` serves the grants of that principal's latest verified token."""
+    ``TableVerifier``. A request's grants are its token's scopes; ``grants_of`` (outside a request) serves those
+    of the principal's latest verified token."""
 
     def __init__(self, jwks: Path, issuer: str, audience: str, resource: str) -> None:
         for name, url in (("--oauth-issuer", issuer), ("--oauth-resource", resource)):
@@ -112,6 +113,9 @@ class JwtVerifier:
         self.keys = keys
         log.warning("JWKS file reloaded: %d keys", len(keys))
         return True
+
+    def token_grants(self, token: AccessToken) -> Mapping[str, Grant]:
+        return grants_from_scopes(token.scopes)
 
     def grants_of(self, principal: str) -> Mapping[str, Grant]:
         return self.latest.get(principal, {})

@@ -16,6 +16,7 @@ import json
 import logging
 import re
 from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -114,7 +115,8 @@ class TableVerifier:
         return {entry.principal for entry in self.table.values()}
 
     def grants_of(self, principal: str) -> Mapping[str, Grant]:
-        """The principal's grants in the current table (the union over its tokens; write wins over read)."""
+        """The principal's standing grants (the union over its tokens; write wins over read), for work done
+        outside a request, such as announcing resource updates to its listeners. A request has its token's."""
         out: dict[str, Grant] = {}
         for entry in self.table.values():
             if entry.principal == principal:
@@ -130,7 +132,13 @@ class TableVerifier:
         if entry is None:
             return None
         scopes = [f"project:{p}:{g}" for p, g in sorted(entry.grants.items())]
-        return AccessToken(token=digest[:12], client_id=entry.principal, scopes=scopes)
+        return AccessToken(token=digest, client_id=entry.principal, scopes=scopes)
+
+    def token_grants(self, token: AccessToken) -> Mapping[str, Grant]:
+        """The grants of the table's entry for this token now (its digest): a reload that narrows or revokes
+        them applies to the next operation of a request already verified."""
+        entry = self.table.get(token.token)
+        return entry.grants if entry is not None and entry.principal == token.client_id else {}
 
 
 class PrincipalVerifier(Protocol):
@@ -140,7 +148,13 @@ class PrincipalVerifier(Protocol):
 
     async def verify_token(self, token: str) -> AccessToken | None: ...
 
-    def grants_of(self, principal: str) -> Mapping[str, Grant]: ...
+    def token_grants(self, token: AccessToken) -> Mapping[str, Grant]:
+        """The grants of one verified token: what a request carrying it may do."""
+        ...
+
+    def grants_of(self, principal: str) -> Mapping[str, Grant]:
+        """A principal's standing grants, where no request (and so no token) is at hand."""
+        ...
 
     def reload(self) -> bool: ...
 
@@ -149,27 +163,45 @@ class PrincipalVerifier(Protocol):
         ...
 
 
+# The verified token of the request being served: the engine of a principal is shared by all its tokens, so the
+# grants of an operation are read from the token of the request it serves (set by ``serving``)
+_request_token: ContextVar[AccessToken | None] = ContextVar("clawvm_request_token", default=None)
+
+
+def serving(token: AccessToken | None) -> None:
+    """Name the verified token of the request this task serves. Each request is handled in a task of its own (a
+    copy of the context), so the name lasts for that request and goes no further."""
+    _request_token.set(token)
+
+
 class LiveGrants(Mapping[str, Grant]):
-    """A principal's grants as the engine reads them, looked up in the verifier's current table on every check:
-    a SIGHUP reload that changes or revokes a grant applies to the next operation, with no engine rebuilt."""
+    """A principal's grants as the engine reads them, looked up on every check: those of the token of the request
+    being served (``serving``), else the principal's standing grants. A SIGHUP reload that changes or revokes a
+    grant applies to the next operation, with no engine rebuilt."""
 
     def __init__(self, verifier: PrincipalVerifier, principal: str) -> None:
         self.verifier = verifier
         self.principal = principal
 
+    def _now(self) -> Mapping[str, Grant]:
+        token = _request_token.get()
+        if token is not None and token.client_id == self.principal:
+            return self.verifier.token_grants(token)
+        return self.verifier.grants_of(self.principal)
+
     def __getitem__(self, project: str) -> Grant:
-        return self.verifier.grants_of(self.principal)[project]
+        return self._now()[project]
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self.verifier.grants_of(self.principal))
+        return iter(self._now())
 
     def __len__(self) -> int:
-        return len(self.verifier.grants_of(self.principal))
+        return len(self._now())
 
 
-def principal_of(request: object) -> str | None:
-    """The principal the SDK's bearer middleware verified for this HTTP request; None without one (stdio, or the
+def token_of(request: object) -> AccessToken | None:
+    """The token the SDK's bearer middleware verified for this HTTP request; None without one (stdio, or the
     single CLAWVM_TOKEN, whose principal is the server's --principal)."""
     scope = getattr(request, "scope", None)
     user = scope.get("user") if isinstance(scope, dict) else None
-    return user.access_token.client_id if isinstance(user, AuthenticatedUser) else None
+    return user.access_token if isinstance(user, AuthenticatedUser) else None
