@@ -360,13 +360,13 @@ class PostgresStore:
         """Every process's commits as they happen, from a LISTEN connection of the feed's own (a pooled one would
         be handed to queries); None first and after each reconnect, when commits may have gone unheard."""
         send, receive = anyio.create_memory_object_stream[int | None](FEED_BUFFER)
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(self._listen, send)
-            try:
-                with receive:
+        with receive:  # closed only after the listening task (and its connection) is gone
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._listen, send)
+                try:
                     yield receive
-            finally:
-                tg.cancel_scope.cancel()
+                finally:
+                    tg.cancel_scope.cancel()
 
     async def _listen(self, send: MemoryObjectSendStream[int | None]) -> None:
         """Keep one LISTEN connection up for as long as the feed is open: reconnect with backoff when it fails
@@ -376,6 +376,8 @@ class PostgresStore:
             try:
                 send.send_nowait(value)
             except anyio.WouldBlock:  # a wake-up is pending: the re-read it causes comes after this commit anyway
+                pass
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):  # the feed is closing: nobody to tell
                 pass
 
         delay, quiet_until = FEED_RETRY_SECONDS[0], 0.0
