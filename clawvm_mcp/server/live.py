@@ -31,6 +31,7 @@ from ..store.base import ChangeEvents, ChangeFeed, Store
 log = logging.getLogger(__name__)
 POLL_SECONDS = 0.5
 FALLBACK_SECONDS = 10.0  # with a change feed: the safety re-read when no notification came
+SPACING_SECONDS = 0.05  # with a change feed: looks start at least this far apart; commits meanwhile merge into one
 SESSION_URI = re.compile(r"clawvm://sessions/([A-Za-z0-9][A-Za-z0-9._:-]{0,127})/(?:context|pages/[^?]+)")
 ProjectCheck = Callable[[str, str], bool]  # (principal, project_id) -> may that principal read the project's pages
 _listener: ContextVar[tuple[str, frozenset[str]]] = ContextVar("clawvm_listener")
@@ -193,9 +194,13 @@ async def _poll(watcher: Watcher, every: float) -> None:
 
 async def _follow(watcher: Watcher, feed: ChangeEvents, fallback: float) -> None:
     """Look after each wake-up from the feed, or after ``fallback`` seconds without one. Every wake-up re-reads
-    the sequence, so a revalidation (None: the feed reconnected) needs nothing more than a look."""
+    the sequence, so a revalidation (None: the feed reconnected) needs nothing more than a look. Under a storm of
+    commits from other processes, looks are spaced ``SPACING_SECONDS`` apart: a look per commit would cost each
+    server as many queries as the whole cluster commits."""
     while True:
         with anyio.move_on_after(fallback):
             if await feed.receive() is None:
                 log.debug("change feed (re)connected: revalidating from seq %s", watcher.last)
+        started = time.monotonic()
         await watcher.look()
+        await anyio.sleep(max(0.0, SPACING_SECONDS - (time.monotonic() - started)))

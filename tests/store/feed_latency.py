@@ -1,6 +1,7 @@
 """The live-updates figures of docs/reliability.md: how soon a listener hears another process's commit through
-PostgreSQL NOTIFY next to the 0.5 s change-sequence poll (same run, same database), and what the NOTIFY adds to a
-write transaction. Not a test (about two minutes; the numbers depend on the machine); run it as
+PostgreSQL NOTIFY next to the 0.5 s change-sequence poll (same run, same database), how often the watcher looks
+while another process commits flat out (spaced looks against one look per wake-up), and what the NOTIFY adds to a
+write transaction. Not a test (about four minutes; the numbers depend on the machine); run it as
 
     .venv/bin/python -m tests.store.feed_latency postgresql://postgres@127.0.0.1:PORT/postgres
 """
@@ -176,6 +177,63 @@ async def write_cost(db: str) -> dict[str, list[float]]:
     return out
 
 
+def storm_writer(db: str, seconds: float, out: Queue[int]) -> None:
+    """Another process committing as fast as it can for ``seconds``; sends how many commits it made."""
+    from clawvm_mcp.store import open_store
+    from clawvm_mcp.store.base import ToolCall
+
+    async def run() -> None:
+        store = await open_store(db)
+        await store.claim_session("storm", "local", "default", None)
+        n, end = 0, time.monotonic() + seconds
+        while time.monotonic() < end:
+            n += 1
+            await store.add_tool_call(ToolCall("storm", f"c{n}", "sig", "Read", "{}", "", 0, True))
+        await store.close()  # type: ignore[attr-defined]
+        out.put(n)
+
+    asyncio.run(run())
+
+
+class CountingStore:
+    """The real store, counting the watcher's looks (one change_seq read each)."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+        self.looks = 0
+
+    async def change_seq(self) -> int:
+        self.looks += 1
+        return int(await self._store.change_seq())
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+async def storm_looks(db: str, spacing: float, seconds: float = 4.0) -> tuple[float, float]:
+    """(commits/s by another process, the watcher's looks/s) while that process commits flat out."""
+    from clawvm_mcp.server import live
+    from clawvm_mcp.store import open_store
+
+    live.SPACING_SECONDS = spacing
+    store = CountingStore(await open_store(db))
+    ctx = mp.get_context("spawn")
+    out: Queue[int] = ctx.Queue()
+    task = asyncio.create_task(live.watch(store, live.PrincipalBus(), lambda _p, _q: True))  # type: ignore[arg-type]
+    await asyncio.sleep(1)
+    proc = ctx.Process(target=storm_writer, args=(db, seconds, out))
+    proc.start()
+    await asyncio.to_thread(proc.join)
+    commits = out.get(timeout=5)
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+    await store.close()
+    return commits / seconds, store.looks / seconds  # the writer's start-up adds a few idle looks at most
+
+
 def summary(values: list[float]) -> str:
     ordered = sorted(values)
     p95 = ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
@@ -187,6 +245,10 @@ def main(admin: str) -> None:
         db = asyncio.run(fresh_database(admin, f"clawvm_feed_{os.getpid()}"))
         name = "0.5 s poll" if poll else "NOTIFY"
         print(f"announce latency, {name}: ms {summary(asyncio.run(announce_latency(db, poll)))}", flush=True)
+    for spacing in (0.05, 0.0, 0.05, 0.0):
+        db = asyncio.run(fresh_database(admin, f"clawvm_feed_{os.getpid()}"))
+        commits, looks = asyncio.run(storm_looks(db, spacing))
+        print(f"commit storm, looks {spacing * 1000:.0f} ms apart: {commits:.0f} commits/s, {looks:.1f} looks/s")
     db = asyncio.run(fresh_database(admin, f"clawvm_feed_{os.getpid()}"))
     costs = asyncio.run(write_cost(db))
     base = statistics.median(costs["no NOTIFY"])
