@@ -272,10 +272,12 @@ async def test_a_commit_by_another_process_is_announced_through_notify(
 @pytest.mark.parametrize("store_kind", ["postgres"])
 @pytest.mark.skipif(not os.environ.get(PG_ENV), reason=f"PostgreSQL store: set {PG_ENV}=postgresql://...")
 async def test_commits_while_the_listen_connection_was_down_are_announced_after_it_reconnects(
-    store_db: str | Path, monkeypatch: pytest.MonkeyPatch
+    store_db: str | Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The LISTEN connection is killed and may not reconnect for a while; a commit by a separate engine meanwhile
-    is announced once it does (the revalidation), and a later commit by another process through the new one."""
+    is announced once it does (the revalidation), and a later commit by another process through the new one.
+    The outage, several failed reconnects, is logged once, and so is its end."""
+    caplog.set_level(logging.WARNING, logger="clawvm_mcp.store.postgres")
     other = await open_store(store_db)  # its pool connection is open before connections are refused
     engine = ClawVMEngine(other)
     try:
@@ -283,6 +285,11 @@ async def test_commits_while_the_listen_connection_was_down_are_announced_after_
     finally:
         await engine.save_all()
         await other.close()
+    feed_lines = [r.getMessage() for r in caplog.records if r.name == "clawvm_mcp.store.postgres"]
+    assert [line.rsplit(": ", 1)[-1] for line in feed_lines] == [
+        "the LISTEN connection was lost; reconnecting, then revalidating",
+        "listening again; revalidating",
+    ], feed_lines
 
 
 async def announced_after_reconnect(store_db: str | Path, engine: ClawVMEngine, mp: pytest.MonkeyPatch) -> None:

@@ -380,26 +380,29 @@ class PostgresStore:
             except (anyio.BrokenResourceError, anyio.ClosedResourceError):  # the feed is closing: nobody to tell
                 pass
 
-        delay, quiet_until = FEED_RETRY_SECONDS[0], 0.0
+        delay, quiet_until, up_since, said = FEED_RETRY_SECONDS[0], 0.0, 0.0, False
+
+        def on_connect() -> None:
+            nonlocal up_since, said
+            up_since = time.monotonic()
+            if said:  # the outage was logged: so is its end (no more often than the outage lines)
+                log.warning("change feed on %s: listening again; revalidating", self.path)
+                said = False
+
         with send:
             while True:
-                connected = False
-
-                def on_connect() -> None:
-                    nonlocal connected
-                    connected = True
-
+                up_since = 0.0
                 try:
                     await self._listen_once(push, on_connect)
                     reason = "the LISTEN connection was lost"
                 except Exception as exc:  # a background task's boundary: any failure means reconnect, never stop
                     reason = f"{type(exc).__name__}: {exc}"
-                if connected:
-                    delay = FEED_RETRY_SECONDS[0]
+                if up_since and time.monotonic() - up_since >= FEED_RETRY_SECONDS[1]:
+                    delay = FEED_RETRY_SECONDS[0]  # it had been up a while: a fresh outage, not a flapping one
                 now = time.monotonic()
                 if now >= quiet_until:
                     log.warning("change feed on %s: %s; reconnecting, then revalidating", self.path, reason)
-                    quiet_until = now + LOG_EVERY_SECONDS
+                    quiet_until, said = now + LOG_EVERY_SECONDS, True
                 await anyio.sleep(delay)
                 delay = min(delay * 2, FEED_RETRY_SECONDS[1])
 
