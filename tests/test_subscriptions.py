@@ -27,7 +27,6 @@ from clawvm_mcp.pages import Provenance
 from clawvm_mcp.server import ServerConfig, create_server, live
 from clawvm_mcp.store import StoreError, open_store
 from clawvm_mcp.store.base import ChangeFeed, JournalEntry, SessionCounters
-from clawvm_mcp.store.postgres import LISTEN_APPLICATION
 from tests.conftest import PG_ENV
 from tests.support.harness import PROV, HttpServer, call, child_env, start_http
 
@@ -174,13 +173,18 @@ def db_name(url: str | Path) -> str:
     return str(url).partition("?")[0].rsplit("/", 1)[1]
 
 
-async def listen_pids(url: str | Path) -> list[int]:
-    """The backends of ``url``'s database holding a change feed's LISTEN (pg_stat_activity, as an operator sees)."""
+async def listen_pids(url: str | Path, listening: bool = False) -> list[int]:
+    """The backends of ``url``'s database a change feed connected (pg_stat_activity, as an operator sees them);
+    ``listening``: only those whose LISTEN is in place (their last statement was it, or a later ping)."""
+    from clawvm_mcp.store.postgres import LISTEN_APPLICATION
+
     async with admin() as conn:
         rows = await conn.fetch(
-            "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND application_name = $2 AND query LIKE 'LISTEN%'",
+            "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND application_name = $2"
+            " AND (NOT $3 OR query LIKE 'LISTEN%' OR query = 'SELECT 1')",
             db_name(url),
             LISTEN_APPLICATION,
+            listening,
         )
     return [int(r[0]) for r in rows]
 
@@ -188,7 +192,7 @@ async def listen_pids(url: str | Path) -> list[int]:
 async def feed_listening(url: str | Path, other_than: frozenset[int] = frozenset()) -> int:
     """Wait until a LISTEN backend other than ``other_than`` is up; its pid."""
     with anyio.fail_after(20):
-        while not (pids := set(await listen_pids(url)) - other_than):
+        while not (pids := set(await listen_pids(url, listening=True)) - other_than):
             await anyio.sleep(0.05)
     await anyio.sleep(0.3)  # its revalidation look (one change_seq read) runs right after LISTEN
     return pids.pop()
