@@ -250,30 +250,53 @@ async def test_a_refreshing_top_reports_a_store_failure_and_retries(tmp_path: Pa
     assert "Traceback" not in err.read_text()
 
 
+def test_a_refreshing_top_on_a_missing_database_still_fails_at_once(tmp_path: Path) -> None:
+    """Only a store that had worked, or one that is busy or unreachable, is waited for: a typo is an error."""
+    with refreshing(tmp_path / "typo.db", tmp_path) as (proc, _out, err):
+        assert proc.wait(timeout=30) == 2
+    assert err.read_text().strip() == f"Error: no database at {tmp_path / 'typo.db'}"
+
+
+async def allow_connections(url: str | Path, yes: bool) -> None:
+    """ALLOW_CONNECTIONS on the test database: false refuses every new connection, superusers' too."""
+    import asyncpg  # type: ignore[import-untyped]
+
+    name = str(url).partition("?")[0].rsplit("/", 1)[1]
+    admin = await asyncpg.connect(os.environ[PG_ENV])
+    try:
+        await admin.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS {str(yes).lower()}')
+    finally:
+        await admin.close()
+
+
+@pytest.mark.parametrize("store_kind", ["postgres"])
+@pytest.mark.skipif(not os.environ.get(PG_ENV), reason=f"PostgreSQL store: set {PG_ENV}=postgresql://...")
+async def test_a_refreshing_top_waits_for_a_database_unreachable_at_start(store_db: str | Path, tmp_path: Path) -> None:
+    await two_sessions(store_db)
+    await allow_connections(store_db, False)
+    try:
+        with refreshing(store_db, tmp_path) as (proc, out, err):
+            wait_until(lambda: "retrying" in err.read_text(), "the failure on stderr", proc)
+            assert frames(out) == 0
+            await allow_connections(store_db, True)
+            wait_until(lambda: frames(out) >= 1, "a table once the database took connections", proc)
+    finally:
+        await allow_connections(store_db, True)
+
+
 @pytest.mark.parametrize("store_kind", ["postgres"])
 @pytest.mark.skipif(not os.environ.get(PG_ENV), reason=f"PostgreSQL store: set {PG_ENV}=postgresql://...")
 async def test_a_refreshing_top_rides_out_a_postgres_outage(store_db: str | Path, tmp_path: Path) -> None:
-    import asyncpg  # type: ignore[import-untyped]
-
     await two_sessions(store_db)
-    name = str(store_db).partition("?")[0].rsplit("/", 1)[1]
-
-    async def allow(yes: bool) -> None:
-        admin = await asyncpg.connect(os.environ[PG_ENV])
-        try:
-            await admin.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS {str(yes).lower()}')
-        finally:
-            await admin.close()
-
     with refreshing(store_db, tmp_path) as (proc, out, err):
         wait_until(lambda: frames(out) >= 1, "the first table", proc)
-        await allow(False)
+        await allow_connections(store_db, False)
         try:
             wait_until(lambda: "retrying" in err.read_text(), "the failure on stderr", proc)
             assert "not currently accepting connections" in err.read_text()
             shown = frames(out)
         finally:
-            await allow(True)
+            await allow_connections(store_db, True)
         wait_until(lambda: frames(out) > shown, "a table after the database came back", proc)
         assert rows(out.read_text().split("clawvm-mcp top  ")[-1])["s2"] == S2
     assert "Traceback" not in err.read_text()
