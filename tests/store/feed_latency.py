@@ -240,21 +240,35 @@ def summary(values: list[float]) -> str:
     return f"p50 {statistics.median(ordered):.1f}, p95 {p95:.1f}, max {ordered[-1]:.1f}"
 
 
+async def drop_database(admin: str, name: str) -> None:
+    import asyncpg  # type: ignore[import-untyped]
+
+    conn = await asyncpg.connect(admin)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
 def main(admin: str) -> None:
-    for poll in (False, True, False, True):
-        db = asyncio.run(fresh_database(admin, f"clawvm_feed_{os.getpid()}"))
-        name = "0.5 s poll" if poll else "NOTIFY"
-        print(f"announce latency, {name}: ms {summary(asyncio.run(announce_latency(db, poll)))}", flush=True)
-    for spacing in (0.05, 0.0, 0.05, 0.0):
-        db = asyncio.run(fresh_database(admin, f"clawvm_feed_{os.getpid()}"))
-        commits, looks = asyncio.run(storm_looks(db, spacing))
-        print(f"commit storm, looks {spacing * 1000:.0f} ms apart: {commits:.0f} commits/s, {looks:.1f} looks/s")
-    db = asyncio.run(fresh_database(admin, f"clawvm_feed_{os.getpid()}"))
-    costs = asyncio.run(write_cost(db))
-    base = statistics.median(costs["no NOTIFY"])
-    for key, values in costs.items():
-        med = statistics.median(values)
-        print(f"write, {key}: {med:.3f} ms (rounds {min(values):.3f}-{max(values):.3f}), x{med / base:.2f}")
+    name = f"clawvm_feed_{os.getpid()}"  # one database, made fresh for each part and dropped at the end
+    try:
+        for poll in (False, True, False, True):
+            db = asyncio.run(fresh_database(admin, name))
+            label = "0.5 s poll" if poll else "NOTIFY"
+            print(f"announce latency, {label}: ms {summary(asyncio.run(announce_latency(db, poll)))}", flush=True)
+        for spacing in (0.05, 0.0, 0.05, 0.0):
+            db = asyncio.run(fresh_database(admin, name))
+            commits, looks = asyncio.run(storm_looks(db, spacing))
+            print(f"commit storm, looks {spacing * 1000:.0f} ms apart: {commits:.0f} commits/s, {looks:.1f} looks/s")
+        db = asyncio.run(fresh_database(admin, name))
+        costs = asyncio.run(write_cost(db))
+        base = statistics.median(costs["no NOTIFY"])
+        for key, values in costs.items():
+            med = statistics.median(values)
+            print(f"write, {key}: {med:.3f} ms (rounds {min(values):.3f}-{max(values):.3f}), x{med / base:.2f}")
+    finally:
+        asyncio.run(drop_database(admin, name))
 
 
 if __name__ == "__main__":
