@@ -23,7 +23,7 @@ from .engine.session import project_namespace, session_namespace
 from .faults import FAULT_KINDS, thrash
 from .inspect import read_only_store, table, visible
 from .store import StoreError
-from .store.base import SessionRecord
+from .store.base import SessionRecord, StoreBusy, StoreUnavailable
 from .store.open import database_url
 
 CLEAR = "\x1b[H\x1b[2J"
@@ -133,15 +133,26 @@ def interval(text: str) -> float:
 
 
 def cmd_top(args: argparse.Namespace) -> int:
+    """Print the table once, or each ``--interval``. A refresh that fails is reported on stderr and retried at the
+    next interval (a server restarting, a database being restored); ``--once`` fails, as does the very first
+    refresh unless the store is only busy or unreachable, so a mistyped ``--db`` is an error and not a wait."""
     db = db_path(args)
     tty = sys.stdout.isatty()
+    shown, failing = False, None
     try:
         while True:
             try:
                 frame = render(anyio.run(load_lines, db), db)
             except (StoreError, LookupError, OSError) as exc:
-                print(f"Error: {exc}", file=sys.stderr)
-                return 2
+                if args.once or not (shown or isinstance(exc, StoreBusy | StoreUnavailable)):
+                    print(f"Error: {exc}", file=sys.stderr)
+                    return 2
+                if str(exc) != failing:  # once per outage (and per new reason), not once per interval
+                    print(f"Error: {exc} (retrying every {args.interval:g}s)", file=sys.stderr, flush=True)
+                    failing = str(exc)
+                time.sleep(args.interval)
+                continue
+            shown, failing = True, None
             print(CLEAR + frame if tty and not args.once else frame, flush=True)
             if args.once:
                 return 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -167,3 +168,39 @@ def test_the_server_imports_the_jwt_verifier_only_for_oauth() -> None:
     code = "import sys, clawvm_mcp.server.app; print(sorted(m for m in ('jwt', 'clawvm_mcp.server.oauth') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def wait_for_log(srv: HttpServer, text: str, count: int = 1, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while srv.log_text().count(text) < count:
+        assert time.monotonic() < deadline, f"no {text!r} in the log: {srv.log_text()}"
+        time.sleep(0.05)
+
+
+def accepted(srv: HttpServer, token: str) -> bool:
+    """Past the bearer check (the transport then wants a session id), or refused with 401."""
+    status, _, text = post(srv, token)
+    assert status in (400, 401), (status, text)
+    return status == 400 and "Missing session ID" in text
+
+
+def test_sighup_rotates_the_keys_and_a_bad_file_keeps_the_old_ones(server: HttpServer, tmp_path: Path) -> None:
+    rotated = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    old = mint(server, "alice", ALICE_SCOPES)
+    new = mint(server, "alice", ALICE_SCOPES, key=rotated, kid="r2")
+    assert accepted(server, old) and not accepted(server, new)
+
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(rotated.public_key()))
+    (tmp_path / "jwks.json").write_text(json.dumps({"keys": [{**jwk, "kid": "r2", "alg": "RS256"}]}))
+    server.proc.send_signal(signal.SIGHUP)
+    wait_for_log(server, "JWKS file reloaded: 1 keys")
+    assert accepted(server, new)
+    assert not accepted(server, old)  # r1 left the file: its tokens are refused at once
+    assert not accepted(server, mint(server, "bob", BOB_SCOPES, key=EC_KEY, kid="e1", alg="ES256"))
+
+    (tmp_path / "jwks.json").write_text('{"keys": [')  # caught mid-write, say
+    server.proc.send_signal(signal.SIGHUP)
+    wait_for_log(server, "JWKS file not reloaded, the old keys stay")  # the log rate limit shows only one such line
+    assert accepted(server, new) and not accepted(server, old)  # the rotated key stays
+    assert server.proc.poll() is None
+    assert "Traceback" not in server.log_text()

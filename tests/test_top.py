@@ -6,6 +6,9 @@ import hashlib
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import anyio
@@ -16,6 +19,7 @@ from clawvm_mcp.faults import FaultEvent
 from clawvm_mcp.journal import WriteRequest
 from clawvm_mcp.pages import Provenance
 from clawvm_mcp.store import open_store
+from tests.conftest import PG_ENV
 from tests.test_inspect import build
 
 pytestmark = pytest.mark.anyio
@@ -199,3 +203,100 @@ def test_on_a_terminal_each_refresh_clears_the_screen(tmp_path: Path) -> None:
         proc.terminate()
         proc.wait(timeout=30)
         os.close(main)
+
+
+def wait_until(check: Callable[[], bool], what: str, proc: subprocess.Popen[str], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert proc.poll() is None, f"top exited ({proc.returncode}) before {what}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+@contextmanager
+def refreshing(db: str | Path, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Path, Path]]:
+    """``top --interval 0.2`` with its stdout and stderr in files, so neither blocks while the other is quiet."""
+    out, err = tmp_path / "top.out", tmp_path / "top.err"
+    with out.open("w") as fo, err.open("w") as fe:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "clawvm_mcp", "top", "--db", str(db), "--interval", "0.2"],
+            stdout=fo,
+            stderr=fe,
+            text=True,
+        )
+    try:
+        yield proc, out, err
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def frames(out: Path) -> int:
+    return sum(line.startswith("clawvm-mcp top  ") for line in out.read_text().splitlines())
+
+
+async def test_a_refreshing_top_reports_a_store_failure_and_retries(tmp_path: Path) -> None:
+    db = tmp_path / "memory.db"
+    await two_sessions(db)
+    with refreshing(db, tmp_path) as (proc, out, err):
+        wait_until(lambda: frames(out) >= 1, "the first table", proc)
+        db.rename(tmp_path / "away.db")  # the store is gone for a moment (a restore, a remount)
+        wait_until(lambda: "retrying" in err.read_text(), "the failure on stderr", proc)
+        time.sleep(1)  # five more intervals: the outage is said once, not once per interval
+        assert err.read_text().splitlines() == [f"Error: no database at {db} (retrying every 0.2s)"]
+        shown = frames(out)
+        (tmp_path / "away.db").rename(db)
+        wait_until(lambda: frames(out) > shown, "a table after the store came back", proc)
+    assert "Traceback" not in err.read_text()
+
+
+def test_a_refreshing_top_on_a_missing_database_still_fails_at_once(tmp_path: Path) -> None:
+    """Only a store that had worked, or one that is busy or unreachable, is waited for: a typo is an error."""
+    with refreshing(tmp_path / "typo.db", tmp_path) as (proc, _out, err):
+        assert proc.wait(timeout=30) == 2
+    assert err.read_text().strip() == f"Error: no database at {tmp_path / 'typo.db'}"
+
+
+async def allow_connections(url: str | Path, yes: bool) -> None:
+    """ALLOW_CONNECTIONS on the test database: false refuses every new connection, superusers' too."""
+    import asyncpg  # type: ignore[import-untyped]
+
+    name = str(url).partition("?")[0].rsplit("/", 1)[1]
+    admin = await asyncpg.connect(os.environ[PG_ENV])
+    try:
+        await admin.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS {str(yes).lower()}')
+    finally:
+        await admin.close()
+
+
+@pytest.mark.parametrize("store_kind", ["postgres"])
+@pytest.mark.skipif(not os.environ.get(PG_ENV), reason=f"PostgreSQL store: set {PG_ENV}=postgresql://...")
+async def test_a_refreshing_top_waits_for_a_database_unreachable_at_start(store_db: str | Path, tmp_path: Path) -> None:
+    await two_sessions(store_db)
+    await allow_connections(store_db, False)
+    try:
+        with refreshing(store_db, tmp_path) as (proc, out, err):
+            wait_until(lambda: "retrying" in err.read_text(), "the failure on stderr", proc)
+            assert frames(out) == 0
+            await allow_connections(store_db, True)
+            wait_until(lambda: frames(out) >= 1, "a table once the database took connections", proc)
+    finally:
+        await allow_connections(store_db, True)
+
+
+@pytest.mark.parametrize("store_kind", ["postgres"])
+@pytest.mark.skipif(not os.environ.get(PG_ENV), reason=f"PostgreSQL store: set {PG_ENV}=postgresql://...")
+async def test_a_refreshing_top_rides_out_a_postgres_outage(store_db: str | Path, tmp_path: Path) -> None:
+    await two_sessions(store_db)
+    with refreshing(store_db, tmp_path) as (proc, out, err):
+        wait_until(lambda: frames(out) >= 1, "the first table", proc)
+        await allow_connections(store_db, False)
+        try:
+            wait_until(lambda: "retrying" in err.read_text(), "the failure on stderr", proc)
+            assert "not currently accepting connections" in err.read_text()
+            shown = frames(out)
+        finally:
+            await allow_connections(store_db, True)
+        wait_until(lambda: frames(out) > shown, "a table after the database came back", proc)
+        assert rows(out.read_text().split("clawvm-mcp top  ")[-1])["s2"] == S2
+    assert "Traceback" not in err.read_text()

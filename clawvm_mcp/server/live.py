@@ -1,9 +1,11 @@
 """Live resource updates over ``subscriptions/listen`` (2026-07-28): a session's context URI and its page URIs
 are announced when they change, only to listeners whose principal owns the session.
 
-Two sources feed it: the server's own tool calls publish at once (``publish_write``), and ``watch`` polls the
-store's change sequence, so a commit by another server process or a harness hook is announced within
-``POLL_SECONDS`` too. Events are level triggers ("refetch if you care"), so an update announced by both is harmless.
+Two sources feed it: the server's own tool calls publish at once (``publish_write``), and ``watch`` follows the
+store's change sequence, so a commit by another server process or a harness hook is announced too: at once when
+the store has a change feed (PostgreSQL NOTIFY), with a re-read every ``FALLBACK_SECONDS`` in case the feed fails
+silently; otherwise (SQLite) by polling every ``POLL_SECONDS``. Events are level triggers ("refetch if you care"),
+so an update announced twice is harmless.
 """
 
 from __future__ import annotations
@@ -24,10 +26,12 @@ from mcp.server.mcpserver import MCPServer
 from mcp.shared.subscriptions import ResourceUpdated, ServerEvent
 
 from ..engine.session import project_namespace, session_namespace
-from ..store.base import Store
+from ..store.base import ChangeEvents, ChangeFeed, Store
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 0.5
+FALLBACK_SECONDS = 10.0  # with a change feed: the safety re-read when no notification came
+SPACING_SECONDS = 0.05  # with a change feed: looks start at least this far apart; commits meanwhile merge into one
 SESSION_URI = re.compile(r"clawvm://sessions/([A-Za-z0-9][A-Za-z0-9._:-]{0,127})/(?:context|pages/[^?]+)")
 ProjectCheck = Callable[[str, str], bool]  # (principal, project_id) -> may that principal read the project's pages
 _listener: ContextVar[tuple[str, frozenset[str]]] = ContextVar("clawvm_listener")
@@ -142,27 +146,61 @@ async def announce(
         await bus.publish_to(principal, updates(session_id, sorted(changed)))
 
 
+class Watcher:
+    """The change sequence last looked at, and one look: every watched session whose pages or row moved since
+    then is announced to its owner. Store failures are logged at most once a minute; the next look retries."""
+
+    def __init__(self, store: Store, bus: PrincipalBus, can_read_project: ProjectCheck) -> None:
+        self.store, self.bus, self.can_read_project = store, bus, can_read_project
+        self.last: int | None = None  # kept current while nobody listens, so a new listener hears no history
+        self._quiet_until = 0.0
+
+    async def look(self) -> None:
+        try:
+            seq = await self.store.change_seq()
+            if self.last is not None and seq != self.last:
+                for principal, sessions in self.bus.watched().items():
+                    for session_id in sorted(sessions):
+                        await announce(self.store, self.bus, principal, session_id, self.last, self.can_read_project)
+            self.last = seq
+        except Exception as exc:  # a store outage must not end the watcher; the next look retries
+            now = time.monotonic()
+            if now >= self._quiet_until:
+                log.warning("resource update watcher: %s (retrying)", exc)
+                self._quiet_until = now + 60
+
+
 async def watch(
     store: Store,
     bus: PrincipalBus,
     can_read_project: ProjectCheck,
-    interval: float = POLL_SECONDS,
+    interval: float | None = None,
 ) -> None:
-    """Poll the change sequence; for every watched session whose pages or row moved since the last look, announce
-    its context and changed pages to its owner. Store failures are logged at most once a minute and retried."""
-    last: int | None = None  # the sequence already looked at; kept current while nobody listens
-    quiet_until = 0.0
+    """Announce what other processes commit: woken by the store's change feed when it has one (re-reading at
+    least every ``FALLBACK_SECONDS``), else polling every ``POLL_SECONDS``; ``interval`` overrides either."""
+    watcher = Watcher(store, bus, can_read_project)
+    if isinstance(store, ChangeFeed):
+        async with store.change_feed() as feed:
+            await _follow(watcher, feed, FALLBACK_SECONDS if interval is None else interval)
+    else:
+        await _poll(watcher, POLL_SECONDS if interval is None else interval)
+
+
+async def _poll(watcher: Watcher, every: float) -> None:
     while True:
-        try:
-            seq = await store.change_seq()
-            if last is not None and seq != last:
-                for principal, sessions in bus.watched().items():
-                    for session_id in sorted(sessions):
-                        await announce(store, bus, principal, session_id, last, can_read_project)
-            last = seq
-        except Exception as exc:  # a store outage must not end the watcher; the next round retries
-            now = time.monotonic()
-            if now >= quiet_until:
-                log.warning("resource update watcher: %s (retrying every %.1fs)", exc, interval)
-                quiet_until = now + 60
-        await anyio.sleep(interval)
+        await watcher.look()
+        await anyio.sleep(every)
+
+
+async def _follow(watcher: Watcher, feed: ChangeEvents, fallback: float) -> None:
+    """Look after each wake-up from the feed, or after ``fallback`` seconds without one. Every wake-up re-reads
+    the sequence, so a revalidation (None: the feed reconnected) needs nothing more than a look. Under a storm of
+    commits from other processes, looks are spaced ``SPACING_SECONDS`` apart: a look per commit would cost each
+    server as many queries as the whole cluster commits."""
+    while True:
+        with anyio.move_on_after(fallback):
+            if await feed.receive() is None:
+                log.debug("change feed (re)connected: revalidating from seq %s", watcher.last)
+        started = time.monotonic()
+        await watcher.look()
+        await anyio.sleep(max(0.0, SPACING_SECONDS - (time.monotonic() - started)))

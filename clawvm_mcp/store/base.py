@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from ..errors import ClawVMError
 from ..faults import FaultEvent
@@ -208,6 +209,24 @@ class Store(Protocol):
         """Ids of ``principal``'s sessions that have not ended and start with ``prefix``, in id order, at most
         ``limit`` of them: what a client may discover (resources/list, completion)."""
         ...
+
+
+class ChangeEvents(Protocol):
+    """What an open change feed delivers: a commit's change sequence, or None for a full revalidation."""
+
+    async def receive(self) -> int | None: ...
+
+
+@runtime_checkable
+class ChangeFeed(Protocol):
+    """A store that tells other processes of its commits (PostgreSQL LISTEN/NOTIFY), so they need not poll.
+
+    While ``change_feed()`` is open, each value received is the sequence of a commit by any process, or None: the
+    feed (re)connected and may have missed commits, so the consumer re-reads ``change_seq()`` and treats everything
+    after the last sequence it saw as changed. Values may be coalesced or dropped when the consumer lags, never
+    all of them: a consumer that re-reads ``change_seq()`` on each value misses nothing."""
+
+    def change_feed(self) -> AbstractAsyncContextManager[ChangeEvents]: ...
 
 
 class Row(Protocol):

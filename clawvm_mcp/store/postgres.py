@@ -4,6 +4,10 @@ The semantics are SQLiteStore's (store/base.py): every write transaction first m
 serializes writers the way SQLite's write lock does (so a commit's version and pending checks cannot race another
 writer, and change-sequence order is commit order); the rows it changes carry that sequence value. Waits are
 bounded by ``lock_timeout``/``statement_timeout`` (the store timeout): a writer that cannot get in is StoreBusy.
+
+Every write transaction also NOTIFYs ``CHANGE_CHANNEL`` with its sequence value, which PostgreSQL delivers only if
+it commits; ``change_feed`` LISTENs on a connection of its own, so other processes hear of a commit at once instead
+of polling for it (store/base.py ``ChangeFeed``).
 """
 
 from __future__ import annotations
@@ -12,12 +16,14 @@ import functools
 import json
 import logging
 import re
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, ParamSpec, TypeVar
 
 import anyio
+from anyio.streams.memory import MemoryObjectSendStream
 
 try:  # the optional ``postgres`` extra; open_store turns its absence into one clear line
     import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type information
@@ -29,6 +35,7 @@ from ..faults import FaultEvent
 from ..pages import Page
 from ..paths import store_timeout
 from .base import (
+    ChangeEvents,
     Committed,
     Conflict,
     JournalEntry,
@@ -58,6 +65,12 @@ POOL_SIZE = 4
 MAX_LEXEME_POSITIONS = 256  # tsvector keeps at most 256 positions per lexeme: a term's frequency saturates there
 MAX_VECTOR_BYTES = 900_000  # a tsvector must stay under 1 MB: a huge page indexes its first distinct tokens only
 WEIGHT_LETTERS = ("A", "B", "C", "D")  # page_id, title, fields, content: WEIGHTS in the same order
+CHANGE_CHANNEL = "clawvm_changes"  # NOTIFY channel of every write transaction; channels are per database
+LISTEN_APPLICATION = "clawvm-mcp-listen"  # the feed connection's application_name, as pg_stat_activity shows it
+FEED_BUFFER = 1  # one pending wake-up stands for any number of commits: the consumer re-reads the sequence
+FEED_PING_SECONDS = 30.0  # a LISTEN connection that died without a FIN is found by a ping this often
+FEED_RETRY_SECONDS = (0.25, 5.0)  # reconnect backoff: the first wait, doubling up to the second
+LOG_EVERY_SECONDS = 60.0  # a feed outage is logged at most this often
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: the schema of SQLiteStore's migrations 1-3 in one step: clock, seq columns, counters, the recall vector
@@ -262,6 +275,12 @@ INSERT_ENTRY = (
     " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10) RETURNING txn_id"
 )
 TOUCH_SESSIONS = "UPDATE sessions SET seq = $1 WHERE session_id = ANY($2::text[])"
+MOVE_CLOCK = "UPDATE clock SET seq = seq + 1 WHERE id = 1 RETURNING seq, pg_notify($1, seq::text)"
+
+
+def _sequence(payload: str) -> int | None:
+    """A NOTIFY payload as a sequence value; anything else on the channel reads as a revalidation."""
+    return int(payload) if payload.isdigit() else None
 
 
 def _entry_args(e: JournalEntry, status: str, version: int | None) -> tuple[Any, ...]:
@@ -282,8 +301,9 @@ def _entry_args(e: JournalEntry, status: str, version: int | None) -> tuple[Any,
 class PostgresStore:
     """A small asyncpg pool per process; the ``clock`` row arbitrates writers across processes and hosts."""
 
-    def __init__(self, pool: asyncpg.Pool, path: str, timeout: float) -> None:
+    def __init__(self, pool: asyncpg.Pool, path: str, timeout: float, url: str) -> None:
         self._pool = pool
+        self._url = url  # with its password: only the change feed's own connection uses it
         self.path = path  # the URL without its password: what errors and logs name
         self.timeout = timeout
 
@@ -309,7 +329,7 @@ class PostgresStore:
             raise StoreUnavailable(f"cannot connect to PostgreSQL at {shown}: {type(exc).__name__}: {exc}") from exc
         except ValueError as exc:  # a malformed URL
             raise StoreError(f"cannot use the database URL {shown}: {exc}") from exc
-        store = cls(pool, shown, timeout)
+        store = cls(pool, shown, timeout, url)
         try:
             await store._migrate()
         except BaseException as exc:
@@ -337,11 +357,87 @@ class PostgresStore:
     async def _write(self) -> AsyncIterator[tuple[asyncpg.Connection, int]]:
         """A write transaction that first moves the clock (waiting at most ``timeout`` for other writers) and
         yields the new sequence value for the rows it changes. Shielded: a caller cancelled mid-write never leaves
-        it half-known; the timeouts bound how long that can take."""
+        it half-known; the timeouts bound how long that can take. The same statement queues the NOTIFY that
+        change feeds hear once (and only if) the transaction commits."""
         with anyio.CancelScope(shield=True):
             async with self._pool.acquire() as c, c.transaction():
-                seq = int(await c.fetchval("UPDATE clock SET seq = seq + 1 WHERE id = 1 RETURNING seq"))
+                seq = int(await c.fetchval(MOVE_CLOCK, CHANGE_CHANNEL))
                 yield c, seq
+
+    @asynccontextmanager
+    async def change_feed(self) -> AsyncIterator[ChangeEvents]:
+        """Every process's commits as they happen, from a LISTEN connection of the feed's own (a pooled one would
+        be handed to queries); None first and after each reconnect, when commits may have gone unheard."""
+        send, receive = anyio.create_memory_object_stream[int | None](FEED_BUFFER)
+        with receive:  # closed only after the listening task (and its connection) is gone
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._listen, send)
+                try:
+                    yield receive
+                finally:
+                    tg.cancel_scope.cancel()
+
+    async def _listen(self, send: MemoryObjectSendStream[int | None]) -> None:
+        """Keep one LISTEN connection up for as long as the feed is open: reconnect with backoff when it fails
+        or is lost, logging that at most once a minute."""
+
+        def push(value: int | None) -> None:
+            try:
+                send.send_nowait(value)
+            except anyio.WouldBlock:  # a wake-up is pending: the re-read it causes comes after this commit anyway
+                pass
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):  # the feed is closing: nobody to tell
+                pass
+
+        delay, quiet_until, up_since, said = FEED_RETRY_SECONDS[0], 0.0, 0.0, False
+
+        def on_connect() -> None:
+            nonlocal up_since, said
+            up_since = time.monotonic()
+            if said:  # the outage was logged: so is its end (no more often than the outage lines)
+                log.warning("change feed on %s: listening again; revalidating", self.path)
+                said = False
+
+        with send:
+            while True:
+                up_since = 0.0
+                try:
+                    await self._listen_once(push, on_connect)
+                    reason = "the LISTEN connection was lost"
+                except Exception as exc:  # a background task's boundary: any failure means reconnect, never stop
+                    reason = f"{type(exc).__name__}: {exc}"
+                if up_since and time.monotonic() - up_since >= FEED_RETRY_SECONDS[1]:
+                    delay = FEED_RETRY_SECONDS[0]  # it had been up a while: a fresh outage, not a flapping one
+                now = time.monotonic()
+                if now >= quiet_until:
+                    log.warning("change feed on %s: %s; reconnecting, then revalidating", self.path, reason)
+                    quiet_until, said = now + LOG_EVERY_SECONDS, True
+                await anyio.sleep(delay)
+                delay = min(delay * 2, FEED_RETRY_SECONDS[1])
+
+    async def _listen_once(self, push: Callable[[int | None], None], on_connect: Callable[[], None]) -> None:
+        """One LISTEN connection's life: returns (or raises) when it is lost. The revalidation is pushed only
+        after LISTEN is in place, so a commit after the consumer's re-read is always heard."""
+        lost = anyio.Event()
+        conn = await asyncpg.connect(
+            self._url, timeout=self.timeout, server_settings={"application_name": LISTEN_APPLICATION}
+        )
+        try:
+            conn.add_termination_listener(lambda _conn: lost.set())
+            await conn.add_listener(CHANGE_CHANNEL, lambda _conn, _pid, _channel, payload: push(_sequence(payload)))
+            on_connect()
+            push(None)
+            while not lost.is_set():
+                with anyio.move_on_after(FEED_PING_SECONDS):
+                    await lost.wait()
+                if not lost.is_set():
+                    await conn.fetchval("SELECT 1", timeout=self.timeout)
+        finally:
+            with anyio.CancelScope(shield=True):
+                try:
+                    await conn.close(timeout=self.timeout)
+                except Exception:  # already gone: close() then only tidies up
+                    conn.terminate()
 
     async def close(self) -> None:
         await self._pool.close()
