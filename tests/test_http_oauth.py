@@ -16,12 +16,13 @@ from typing import Any
 from urllib.error import HTTPError
 from urllib.request import Request, urlopen
 
+import anyio
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from tests.support.harness import HttpServer, call, child_env, start_http
-from tests.support.isolation import check_isolation
+from tests.support.isolation import check_isolation, note
 
 pytestmark = pytest.mark.anyio
 ISSUER = "https://issuer.example"
@@ -204,3 +205,27 @@ def test_sighup_rotates_the_keys_and_a_bad_file_keeps_the_old_ones(server: HttpS
     assert accepted(server, new) and not accepted(server, old)  # the rotated key stays
     assert server.proc.poll() is None
     assert "Traceback" not in server.log_text()
+
+
+async def test_a_requests_grants_are_its_own_tokens_scopes_while_another_token_of_its_principal_works(
+    server: HttpServer,
+) -> None:
+    """Two tokens of one sub, one writing proj-a and one only reading it, used at once: every write through the
+    read-only token is rejected and every write through the other commits. (The grants once were those of the
+    principal's latest verified token, so a request could run with the scopes of another request's token.)"""
+    rw = mint(server, "alice", "clawvm:project:proj-a:write")
+    ro = mint(server, "alice", "clawvm:project:proj-a:read")
+    statuses: dict[str, list[str]] = {"ro": [], "rw": []}
+    async with server.client(rw) as writer, server.client(ro) as reader:
+        await call(writer, "session_start", session_id="a-rw", project_id="proj-a")
+        await call(reader, "session_start", session_id="a-ro", project_id="proj-a")
+
+        async def writes(client: Any, name: str, session: str) -> None:
+            for n in range(12):
+                out = await call(client, "page_write", **note(session, f"ev/{name}{n}", f"{name} {n}", "project"))
+                statuses[name].append(out["status"])
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(writes, reader, "ro", "a-ro")
+            tg.start_soon(writes, writer, "rw", "a-rw")
+    assert statuses == {"ro": ["rejected"] * 12, "rw": ["committed"] * 12}
