@@ -687,9 +687,11 @@ async def bench_commits(db: Path, pages: Sequence[Page], plan: Plan, result: Siz
     store = await SQLiteStore.open(db)
     try:
         engine = ClawVMEngine(store, TokenCounter(), bench_config())
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         await engine.session_start(SESSION, PROJECT, BUDGET)
-        result.put("session_start_ms", value=(time.perf_counter() - t0) * 1e3)
+        # process CPU too (this thread and aiosqlite's): on a shared machine wall time measures the neighbours
+        wall, cpu = (time.perf_counter() - t0) * 1e3, (time.process_time() - c0) * 1e3
+        result.put("session_start_ms", value=wall, cpu=cpu)
         prov = Provenance("model", "ext:bench", 0)
         t0 = time.perf_counter()
         for i in range(plan.commits):
@@ -839,7 +841,10 @@ def render(results: Sequence[SizeResult]) -> str:
                 f"  committed writes over MCP  {m['value']:.0f} /s   (in-process client; engine.write in process"
                 f" {m['in_process']:.0f} /s: {_ratio(m['value'], m['in_process'])})"
             )
-            lines.append(f"  session_start in process  {f['session_start_ms']['value']:.1f} ms (SQLite file)")
+            s = f["session_start_ms"]
+            lines.append(
+                f"  session_start in process  {s['value']:.1f} ms (SQLite file; process CPU {s.get('cpu', 0):.1f} ms)"
+            )
     return "\n".join(lines)
 
 
@@ -852,6 +857,7 @@ GROWTH: tuple[tuple[str, str, str], ...] = (
     ("stdio create (ms)", "page_create_ms", "median"),
     ("stdio page_write (ms)", "page_write_ms", "median"),
     ("session_start in process (ms)", "session_start_ms", "value"),
+    ("session_start in process, CPU (ms)", "session_start_ms", "cpu"),
     ("session_start over stdio (ms)", "stdio_session_start_ms", "value"),
 )
 
