@@ -67,7 +67,7 @@ class Row:
     seconds: float
     p50_ms: float
     p99_ms: float
-    cpu: dict[str, float] = field(default_factory=dict)  # cores busy on average: servers, clients, postgres
+    cpu: dict[str, float] = field(default_factory=dict)  # cores busy on average: servers, clients, postgres, machine
 
     @property
     def per_second(self) -> float:
@@ -210,12 +210,21 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds every core of the machine spent not idle (ours and everyone else's work), from /proc/stat."""
+    with open("/proc/stat") as fh:
+        ticks = [int(x) for x in fh.readline().split()[1:]]
+    return (sum(ticks[:8]) - ticks[3] - ticks[4]) / TICK  # user..steal, less idle and iowait
+
+
 class CpuWatch:
-    """CPU seconds per group of processes between barriers (a backend first seen later counts from then)."""
+    """CPU seconds per group of processes between barriers (a backend first seen later counts from then), and
+    the whole machine's: on a shared machine that says how much of it the other work took."""
 
     def __init__(self) -> None:
         self.groups: dict[str, set[int]] = {}
         self.last: dict[int, float] = {}
+        self.machine = machine_busy_seconds()
 
     def sample(self, groups: dict[str, list[int]]) -> dict[str, float]:
         used: dict[str, float] = {}
@@ -230,6 +239,8 @@ class CpuWatch:
                 total += now - self.last.get(pid, now)
                 self.last[pid] = now
             used[name] = total
+        now = machine_busy_seconds()
+        used["machine"], self.machine = now - self.machine, now
         return used
 
 
@@ -384,8 +395,8 @@ def baseline(rows: Sequence[Row], row: Row) -> Row:
 
 def render(rows: Sequence[Row]) -> str:
     lines = [
-        "| store | servers | op | calls/s (all) | x | p50 ms | x | p99 ms | x | cores: servers | clients | postgres |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| store | servers | op | calls/s (all) | x | p50 ms | x | p99 ms | x | cores: servers | clients | postgres | machine |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         b = baseline(rows, r)
@@ -393,7 +404,7 @@ def render(rows: Sequence[Row]) -> str:
         lines.append(
             f"| {r.store} | {r.servers} | {r.op} | {r.per_second:.0f} | {r.per_second / b.per_second:.2f} "
             f"| {r.p50_ms:.2f} | {r.p50_ms / b.p50_ms:.2f} | {r.p99_ms:.2f} | {r.p99_ms / b.p99_ms:.2f} "
-            f"| {r.cpu['servers']:.2f} | {r.cpu['clients']:.2f} | {pg} |"
+            f"| {r.cpu['servers']:.2f} | {r.cpu['clients']:.2f} | {pg} | {r.cpu['machine']:.2f} |"
         )
     return "\n".join(lines)
 
