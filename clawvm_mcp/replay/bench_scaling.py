@@ -25,6 +25,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from collections.abc import Sequence
@@ -68,6 +69,7 @@ class Row:
     p50_ms: float
     p99_ms: float
     cpu: dict[str, float] = field(default_factory=dict)  # cores busy on average: servers, clients, postgres, machine
+    backends: dict[str, float] = field(default_factory=dict)  # PostgreSQL: backends waiting on a lock, in a txn
 
     @property
     def per_second(self) -> float:
@@ -273,6 +275,53 @@ async def pg_backends(admin: str, name: str) -> list[int]:
     return [int(r["pid"]) for r in rows]
 
 
+class BackendSampler(threading.Thread):
+    """Samples the database's backends in pg_stat_activity every ``every`` seconds: how many wait on a lock (a
+    writer queued behind the clock row) and how many sit in an open transaction between statements (the holder of
+    the clock waiting for its server's next statement: the round trips a commit makes while it serializes the
+    others)."""
+
+    def __init__(self, admin: str, name: str, every: float = 0.02) -> None:
+        super().__init__(daemon=True)
+        self.admin, self.name, self.every = admin, name, every
+        self.samples: list[tuple[float, int, int]] = []
+        self.done = threading.Event()
+        self.failed: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            asyncio.run(self._sample())
+        except BaseException as exc:  # reported by between(); a sampler that broke must not pass for "no waits"
+            self.failed = exc
+
+    async def _sample(self) -> None:
+        import asyncpg
+
+        conn = await asyncpg.connect(self.admin)
+        try:
+            while not self.done.is_set():
+                rows = await conn.fetch(
+                    "SELECT wait_event_type, state FROM pg_stat_activity WHERE datname = $1", self.name
+                )
+                locked = sum(1 for r in rows if r["wait_event_type"] == "Lock")
+                idle = sum(1 for r in rows if r["state"] == "idle in transaction")
+                self.samples.append((time.monotonic(), locked, idle))
+                await asyncio.sleep(self.every)
+        finally:
+            await conn.close()
+
+    def between(self, start: float, end: float) -> dict[str, float]:
+        if self.failed is not None:
+            raise RuntimeError(f"sampling pg_stat_activity failed: {self.failed!r}")
+        inside = [(locked, idle) for t, locked, idle in self.samples if start <= t < end]
+        if not inside:
+            return {}
+        return {
+            "waiting_on_lock": sum(x[0] for x in inside) / len(inside),
+            "idle_in_transaction": sum(x[1] for x in inside) / len(inside),
+        }
+
+
 # ------------------------------------------------------------------------------------------- one configuration
 
 
@@ -307,8 +356,11 @@ def measure(store: str, db: str | Path, servers: int, plan: Plan, work: Path, pg
                 found["postgres"] = asyncio.run(pg_backends(*pg))
             return found
 
+        sampler = None if pg is None else BackendSampler(*pg)
         try:
             barrier.wait(BARRIER_SECONDS)  # ready
+            if sampler is not None:
+                sampler.start()
             watch.sample(groups())
             stamps: list[float] = []
             cpu: list[dict[str, float]] = []
@@ -320,6 +372,10 @@ def measure(store: str, db: str | Path, servers: int, plan: Plan, work: Path, pg
             barrier.abort()
             errors = [r["error"] for r in drain(out, len(clients), 5.0) if "error" in r]
             raise RuntimeError("a client failed:\n" + ("\n".join(errors) or "(no report)")) from None
+        finally:
+            if sampler is not None and sampler.is_alive():
+                sampler.done.set()
+                sampler.join(10)
         results = drain(out, len(clients), 60.0)
         failed = [r["error"] for r in results if "error" in r]
         if failed or len(results) != servers:
@@ -339,6 +395,7 @@ def measure(store: str, db: str | Path, servers: int, plan: Plan, work: Path, pg
                     percentile_ms(times, 0.5),
                     percentile_ms(times, 0.99),
                     busy,
+                    {} if sampler is None else sampler.between(stamps[k], stamps[k + 1]),
                 )
             )
         return rows
@@ -395,16 +452,19 @@ def baseline(rows: Sequence[Row], row: Row) -> Row:
 
 def render(rows: Sequence[Row]) -> str:
     lines = [
-        "| store | servers | op | calls/s (all) | x | p50 ms | x | p99 ms | x | cores: servers | clients | postgres | machine |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| store | servers | op | calls/s (all) | x | p50 ms | x | p99 ms | x "
+        "| cores: servers | clients | postgres | machine | backends: lock wait | idle in txn |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         b = baseline(rows, r)
         pg = f"{r.cpu['postgres']:.2f}" if "postgres" in r.cpu else "-"
+        waits = [f"{r.backends[k]:.2f}" if k in r.backends else "-" for k in ("waiting_on_lock", "idle_in_transaction")]
         lines.append(
             f"| {r.store} | {r.servers} | {r.op} | {r.per_second:.0f} | {r.per_second / b.per_second:.2f} "
             f"| {r.p50_ms:.2f} | {r.p50_ms / b.p50_ms:.2f} | {r.p99_ms:.2f} | {r.p99_ms / b.p99_ms:.2f} "
-            f"| {r.cpu['servers']:.2f} | {r.cpu['clients']:.2f} | {pg} | {r.cpu['machine']:.2f} |"
+            f"| {r.cpu['servers']:.2f} | {r.cpu['clients']:.2f} | {pg} | {r.cpu['machine']:.2f} "
+            f"| {waits[0]} | {waits[1]} |"
         )
     return "\n".join(lines)
 
