@@ -45,7 +45,10 @@ def test_one_and_two_servers_on_each_store(store_kind: str) -> None:
     table = render(rows).splitlines()
     assert len(table) == 2 + len(rows)
     one_server = [line for line in table[2:] if line.startswith(f"| {store_kind} | 1 |")]
-    assert len(one_server) == len(PHASES) and all(line.count("| 1.00 |") == 3 for line in one_server)
+    assert len(one_server) == len(PHASES)
+    for line in one_server:  # the baseline's ratios: throughput, p50, p99, and per core-s (none when no tick fell)
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        assert (cells[4], cells[6], cells[8]) == ("1.00", "1.00", "1.00") and cells[14] in ("1.00", "-")
     sampled = [set(r.backends) for r in rows if r.backends]
     if store_kind == "sqlite":
         assert sampled == []

@@ -75,6 +75,13 @@ class Row:
     def per_second(self) -> float:
         return self.calls / self.seconds
 
+    @property
+    def per_core_second(self) -> float:
+        """Calls per CPU second of our processes (servers, clients, the database's backends): on a machine shared
+        with other work, the figure that does not depend on how much of the cores that work left us."""
+        ours = self.cpu["servers"] + self.cpu["clients"] + self.cpu.get("postgres", 0.0)
+        return self.per_second / ours if ours > 0 else 0.0
+
 
 # ------------------------------------------------------------------------------------------- the client side
 
@@ -450,11 +457,16 @@ def baseline(rows: Sequence[Row], row: Row) -> Row:
     return min(same, key=lambda r: r.servers)
 
 
+def ratio(value: float, base: float) -> str:
+    return f"{value / base:.2f}" if base > 0 else "-"
+
+
 def render(rows: Sequence[Row]) -> str:
     lines = [
         "| store | servers | op | calls/s (all) | x | p50 ms | x | p99 ms | x "
-        "| cores: servers | clients | postgres | machine | backends: lock wait | idle in txn |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| cores: servers | clients | postgres | machine | calls per our core-s | x "
+        "| backends: lock wait | idle in txn |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         b = baseline(rows, r)
@@ -464,7 +476,7 @@ def render(rows: Sequence[Row]) -> str:
             f"| {r.store} | {r.servers} | {r.op} | {r.per_second:.0f} | {r.per_second / b.per_second:.2f} "
             f"| {r.p50_ms:.2f} | {r.p50_ms / b.p50_ms:.2f} | {r.p99_ms:.2f} | {r.p99_ms / b.p99_ms:.2f} "
             f"| {r.cpu['servers']:.2f} | {r.cpu['clients']:.2f} | {pg} | {r.cpu['machine']:.2f} "
-            f"| {waits[0]} | {waits[1]} |"
+            f"| {r.per_core_second:.0f} | {ratio(r.per_core_second, b.per_core_second)} | {waits[0]} | {waits[1]} |"
         )
     return "\n".join(lines)
 
