@@ -8,8 +8,9 @@ client processes (spawned, one per server, one call in flight each), each its ow
 client warms up (a few calls of each kind, untimed), then every client and the parent meet at a barrier before
 each phase (all writes, then all reads of its own pages, then all assemblies) so all start together; a phase's
 throughput is all clients' calls over the wall time between its two barriers (the slowest client ends it). The
-parent samples the CPU time of the servers, the clients and (on PostgreSQL) the database's backends at each
-barrier, so the table says where the machine's cores went.
+parent samples the CPU time of the servers, the clients, the database's backends and the whole machine at each
+barrier, so the table says where the cores went, and on PostgreSQL samples pg_stat_activity through the phases, so
+it says how long writers queue behind the clock row.
 """
 
 from __future__ import annotations
