@@ -257,15 +257,22 @@ class CpuWatch:
 # ------------------------------------------------------------------------------------------- databases
 
 
+def asyncpg_module() -> Any:
+    """asyncpg, from the ``postgres`` extra: only ``--pg`` needs it."""
+    try:
+        import asyncpg  # type: ignore[import-untyped,unused-ignore]
+    except ImportError as exc:
+        raise RuntimeError(f"--pg needs asyncpg ({exc}); install it with: pip install 'clawvm-mcp[postgres]'") from exc
+    return asyncpg
+
+
 def pg_url(admin: str, name: str) -> str:
     base, _, query = admin.partition("?")
     return base.rsplit("/", 1)[0] + "/" + name + (f"?{query}" if query else "")
 
 
 async def pg_admin(admin: str, sql: str) -> None:
-    import asyncpg  # type: ignore[import-untyped,unused-ignore]
-
-    conn = await asyncpg.connect(admin)
+    conn = await asyncpg_module().connect(admin)
     try:
         await conn.execute(sql)
     finally:
@@ -273,9 +280,7 @@ async def pg_admin(admin: str, sql: str) -> None:
 
 
 async def pg_backends(admin: str, name: str) -> list[int]:
-    import asyncpg
-
-    conn = await asyncpg.connect(admin)
+    conn = await asyncpg_module().connect(admin)
     try:
         rows = await conn.fetch("SELECT pid FROM pg_stat_activity WHERE datname = $1", name)
     finally:
@@ -303,9 +308,7 @@ class BackendSampler(threading.Thread):
             self.failed = exc
 
     async def _sample(self) -> None:
-        import asyncpg
-
-        conn = await asyncpg.connect(self.admin)
+        conn = await asyncpg_module().connect(self.admin)
         try:
             while not self.done.is_set():
                 rows = await conn.fetch(
@@ -512,6 +515,12 @@ def cmd_scaling(args: argparse.Namespace) -> int:
     if "postgres" in stores and not args.pg:
         print("Error: --store postgres needs --pg postgresql://USER@HOST:PORT/DB", file=sys.stderr)
         return 2
+    if args.pg:
+        try:
+            asyncpg_module()
+        except RuntimeError as exc:
+            print(f"Error: {exc}", file=sys.stderr)
+            return 2
     plan = Plan(args.writes, args.reads, args.assembles, args.warmup)
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     print(
