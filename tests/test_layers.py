@@ -19,6 +19,7 @@ MCP_ADAPTERS = (
     "replay/bench.py",
     "cli.py",
     "replay/bench_recall.py",
+    "replay/bench_scaling.py",
 )
 
 

@@ -1013,8 +1013,11 @@ def register(subparsers: Any) -> None:
     add_arguments(p)
     p.set_defaults(func=cmd_bench)
     from .bench_recall import register as register_recall  # `clawvm-mcp bench recall`: LoCoMo quality
+    from .bench_scaling import register as register_scaling  # `clawvm-mcp bench scaling`: N servers, one database
 
-    register_recall(p.add_subparsers(dest="bench_mode", metavar="MODE"))
+    modes = p.add_subparsers(dest="bench_mode", metavar="MODE")
+    register_recall(modes)
+    register_scaling(modes)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,5 +1,7 @@
-"""The throughput table of docs/scaling.md: page_write and assemble, SQLite vs PostgreSQL, 1 and 2 engine
-processes on one database. Not a test (it takes a minute and its numbers depend on the machine); run it as
+"""The engine-level table of docs/scaling.md: page_write (commit now), read and assemble through
+``ClawVMEngine`` in 1, 2 and 4 processes on one database, SQLite vs PostgreSQL, with no MCP or HTTP in between, so
+what it shows is the store's and the engine's own cost (``clawvm-mcp bench scaling`` measures the same work through
+real servers). Not a test (its numbers depend on the machine); run it as
 
     .venv/bin/python -m tests.store.throughput postgresql://postgres@127.0.0.1:PORT/postgres
 """
@@ -13,15 +15,18 @@ import sys
 import tempfile
 import time
 from multiprocessing.queues import Queue
-from multiprocessing.synchronize import Event
+from multiprocessing.synchronize import Barrier
 from pathlib import Path
 
-N_WRITES, N_ASSEMBLE = 300, 100
-Result = tuple[float, float, list[float], list[float]]
+from clawvm_mcp.replay.bench_scaling import percentile_ms, pg_admin, pg_url
+
+N_WRITES, N_READS, N_ASSEMBLE, WARMUP = 300, 300, 100, 10
+PHASES = ("write", "read", "assemble")
+Result = dict[str, list[float]]
 
 
-def worker(db: str | Path, idx: int, out: Queue[Result], go: Event) -> None:
-    """One engine process: its own session, N_WRITES committed creates, then N_ASSEMBLE assembles."""
+def worker(db: str | Path, idx: int, out: Queue[Result], barrier: Barrier) -> None:
+    """One engine process: its own session; warm-up, then each phase between barriers with the others."""
     from clawvm_mcp.engine import ClawVMEngine
     from clawvm_mcp.journal import WriteRequest
     from clawvm_mcp.pages import Provenance
@@ -34,82 +39,102 @@ def worker(db: str | Path, idx: int, out: Queue[Result], go: Event) -> None:
         engine = ClawVMEngine(store)
         sid = f"w{idx}"
         await engine.session_start(sid)
-        go.wait()
-        writes: list[float] = []
-        t0 = time.perf_counter()
-        for i in range(N_WRITES):
-            start = time.perf_counter()
+
+        async def write(prefix: str, i: int) -> None:
             content = f"note {i} about the quokka deploy plan number {i * 7}"
-            result = await engine.write(
-                sid, WriteRequest("create", f"ev/{i}", prov, "evidence", content, scope="session")
-            )
+            req = WriteRequest("create", f"{prefix}/{i}", prov, "evidence", content, scope="session")
+            result = await engine.write(sid, req)
             assert result.status == "committed", result
-            writes.append(time.perf_counter() - start)
-        t1 = time.perf_counter()
-        assembles: list[float] = []
-        for _ in range(N_ASSEMBLE):
-            start = time.perf_counter()
+
+        async def read(i: int) -> None:
+            result = await engine.read(sid, f"ev/{i % N_WRITES}", "full")
+            assert result.outcome == "hit", result
+
+        for i in range(WARMUP):
+            await write("warm", i)
             await engine.assemble(sid, budget=2000)
-            assembles.append(time.perf_counter() - start)
+        times: Result = {}
+        for phase, calls in zip(PHASES, (N_WRITES, N_READS, N_ASSEMBLE), strict=True):
+            await asyncio.to_thread(barrier.wait, 300)
+            times[phase] = []
+            for i in range(calls):
+                start = time.perf_counter()
+                if phase == "write":
+                    await write("ev", i)
+                elif phase == "read":
+                    await read(i)
+                else:
+                    await engine.assemble(sid, budget=2000)
+                times[phase].append(time.perf_counter() - start)
+        await asyncio.to_thread(barrier.wait, 300)
         await engine.save_all()
         await store.close()
-        out.put((t0, t1, writes, assembles))
+        out.put(times)
 
     asyncio.run(run())
 
 
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] * 1000
+async def create_schema(db: str | Path) -> None:
+    """One open before the processes start: fresh SQLite files opened by several processes at once fail today
+    (each reads user_version 0 and runs migration 1; all but the first stop at "table sessions already exists")."""
+    from clawvm_mcp.store import open_store
+
+    store = await open_store(db)
+    await store.close()
 
 
-def measure(db: str | Path, procs: int) -> tuple[float, float, float, float, float]:
-    """(writes/s over all processes, write p50 and p99 ms, assemble p50 and p99 ms)."""
+def measure(db: str | Path, procs: int) -> dict[str, tuple[float, float, float]]:
+    """Per phase: (calls/s over all processes, p50 ms, p99 ms); a phase lasts from its barrier to the next."""
+    asyncio.run(create_schema(db))
     ctx = mp.get_context("spawn")
     out: Queue[Result] = ctx.Queue()
-    go = ctx.Event()
-    workers = [ctx.Process(target=worker, args=(db, i, out, go)) for i in range(procs)]
+    barrier = ctx.Barrier(procs + 1)
+    workers = [ctx.Process(target=worker, args=(db, i, out, barrier)) for i in range(procs)]
     for w in workers:
         w.start()
-    time.sleep(4)  # every process has opened its store and session: they start writing together
-    go.set()
+    stamps = []
+    for _ in range(len(PHASES) + 1):
+        barrier.wait(300)
+        stamps.append(time.monotonic())
     results = [out.get(timeout=300) for _ in workers]
     for w in workers:
         w.join()
-    elapsed = max(r[1] for r in results) - min(r[0] for r in results)
-    writes = [x for r in results for x in r[2]]
-    assembles = [x for r in results for x in r[3]]
-    return (
-        len(writes) / elapsed,
-        percentile(writes, 0.5),
-        percentile(writes, 0.99),
-        percentile(assembles, 0.5),
-        percentile(assembles, 0.99),
-    )
-
-
-async def fresh_database(admin: str, name: str) -> str:
-    import asyncpg  # type: ignore[import-untyped]
-
-    conn = await asyncpg.connect(admin)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    return admin.rsplit("/", 1)[0] + "/" + name
+    figures = {}
+    for k, phase in enumerate(PHASES):
+        times = [t for r in results for t in r[phase]]
+        figures[phase] = (
+            len(times) / (stamps[k + 1] - stamps[k]),
+            percentile_ms(times, 0.5),
+            percentile_ms(times, 0.99),
+        )
+    return figures
 
 
 def main(admin: str) -> None:
-    print("| store | processes | writes/s | write p50 ms | write p99 ms | assemble p50 ms | assemble p99 ms |")
+    print(f"load {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print("| store | processes | op | calls/s | x | p50 ms | x | p99 ms | x |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for kind in ("sqlite", "postgres"):
-        for procs in (1, 2):
+        base: dict[str, tuple[float, float, float]] = {}
+        for procs in (1, 2, 4):
+            name = f"clawvm_throughput_{procs}_{os.getpid()}"
             if kind == "sqlite":
                 db: str | Path = Path(tempfile.mkdtemp()) / "bench.db"
             else:
-                db = asyncio.run(fresh_database(admin, f"clawvm_bench_{procs}_{os.getpid()}"))
-            r = measure(db, procs)
-            print(f"| {kind} | {procs} | {r[0]:.0f} | {r[1]:.2f} | {r[2]:.2f} | {r[3]:.2f} | {r[4]:.2f} |", flush=True)
+                asyncio.run(pg_admin(admin, f'CREATE DATABASE "{name}"'))
+                db = pg_url(admin, name)
+            try:
+                figures = measure(db, procs)
+            finally:
+                if kind == "postgres":
+                    asyncio.run(pg_admin(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            for phase, (rate, p50, p99) in figures.items():
+                b = base.setdefault(phase, (rate, p50, p99))
+                print(
+                    f"| {kind} | {procs} | {phase} | {rate:.0f} | {rate / b[0]:.2f} | {p50:.2f} | {p50 / b[1]:.2f} "
+                    f"| {p99:.2f} | {p99 / b[2]:.2f} |",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":
