@@ -411,6 +411,10 @@ class SQLiteStore:
             ):
                 log.info("%s: storing the heads of %d pages (a few seconds per 100,000)", self.path, pages)
             async with self._transaction():
+                # read again under the write lock: another process opening the same file may have migrated it
+                # since the version was read above (servers started together on a new file)
+                if await self._scalar("PRAGMA user_version") >= number:
+                    continue
                 for statement in _statements(MIGRATIONS[number - 1]):
                     await c.execute(statement)
                 if number == SEARCH_SCHEMA:

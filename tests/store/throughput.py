@@ -74,18 +74,8 @@ def worker(db: str | Path, idx: int, out: Queue[Result], barrier: Barrier) -> No
     asyncio.run(run())
 
 
-async def create_schema(db: str | Path) -> None:
-    """One open before the processes start: fresh SQLite files opened by several processes at once fail today
-    (each reads user_version 0 and runs migration 1; all but the first stop at "table sessions already exists")."""
-    from clawvm_mcp.store import open_store
-
-    store = await open_store(db)
-    await store.close()
-
-
 def measure(db: str | Path, procs: int) -> dict[str, tuple[float, float, float]]:
     """Per phase: (calls/s over all processes, p50 ms, p99 ms); a phase lasts from its barrier to the next."""
-    asyncio.run(create_schema(db))
     ctx = mp.get_context("spawn")
     out: Queue[Result] = ctx.Queue()
     barrier = ctx.Barrier(procs + 1)
