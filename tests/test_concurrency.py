@@ -3,9 +3,11 @@
 On SQLite three processes share the file: two ``serve --http`` (two clients each) and one ``serve`` over stdio
 (two concurrent callers on its one connection). On PostgreSQL (when ``CLAWVM_TEST_PG`` names a server) three
 ``serve --http`` processes, each on its own port, share one fresh database, two clients each; fewer attempts per
-racer there (a commit waits for a WAL flush; the race is the same). Every racer sets the same project-scoped page (each from its own
-session of the project) and the same session-scoped page (all through one shared session id), always with the
-``base_version`` it last saw. The count-based checks over all attempts:
+racer there (a commit waits for a WAL flush; the race is the same).
+
+Every racer sets the same project-scoped page (each from its own session of the project) and the same
+session-scoped page (all through one shared session id), always with the ``base_version`` it last saw. The
+count-based checks over all attempts:
 
 - exactly one winner per version: committed versions are distinct and cover base+1..final without a gap;
 - every loser is ``status: rejected`` with ``DESTRUCTIVE_OP`` and the current version in the detail;

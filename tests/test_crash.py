@@ -240,7 +240,8 @@ async def _serve(
     out the client's SSE reconnection attempts). ``kill_at_end`` SIGKILLs a survivor instead of stopping it."""
     if not dbview.is_postgres(db):
         pidfile = tmp / f"pid-{name}"
-        async with Client(stdio_params(db, pidfile=pidfile, crash=crash), mode=mode) as client:  # type: ignore[arg-type]
+        params = stdio_params(db, pidfile=pidfile, crash=crash)
+        async with Client(params, mode="legacy" if mode == "legacy" else "auto") as client:
             yield Server(client, read_pid(pidfile))
         return
     http = await start_http_async(db, tmp / f"{name}.log", port=port, crash=crash)
@@ -401,7 +402,8 @@ async def test_sigkill_at_random_points_loses_nothing(tmp_path: Path, store_db: 
     committed_acks = [a for a in ledger.acks if a.status == "committed"]
     kills = ledger.kills_injected + ledger.kills_external
     print(
-        f"\ncrash figures ({'PostgreSQL, HTTP' if postgres else 'SQLite, stdio'}): kill points {kills} (injected {ledger.kills_injected}, external "
+        f"\ncrash figures ({'PostgreSQL, HTTP' if postgres else 'SQLite, stdio'}): kill points {kills} "
+        f"(injected {ledger.kills_injected}, external "
         f"{ledger.kills_external}, by mode {dict(sorted(ledger.by_mode.items()))}); acknowledged writes "
         f"{len(ledger.acks)} (committed {len(committed_acks)}, staged {len(staged_acks)}); in flight at kill "
         f"{ledger.unacked}; settled on restart {ledger.settled_committed} committed, {ledger.settled_rejected} "

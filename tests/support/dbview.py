@@ -159,7 +159,8 @@ FROM (SELECT 'pages' AS t, max(seq) AS s FROM pages UNION ALL SELECT 'sessions',
       UNION ALL SELECT 'tool_calls', max(seq) FROM tool_calls) m
 WHERE s > (SELECT seq FROM clock)
 UNION ALL
-SELECT 'committed journal row ' || txn_id || ' has no version' FROM journal WHERE status = 'committed' AND version IS NULL
+SELECT 'committed journal row ' || txn_id || ' has no version'
+FROM journal WHERE status = 'committed' AND version IS NULL
 UNION ALL
 SELECT 'clock has ' || count(*) || ' rows' FROM clock HAVING count(*) <> 1
 """

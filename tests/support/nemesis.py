@@ -27,8 +27,8 @@ check asks of the file and of that server:
 - no call went unanswered for longer than ``BOUND`` seconds.
 
 Bounded by ``--seconds``; seeded by ``--seed`` (the schedule of operations and faults is drawn from it; how real
-processes interleave is not reproducible, what is tried is). Public surfaces only: MCP clients (stdio or HTTP), the CLI,
-signals to the processes started here (by pid), and read-only views of the database for the check.
+processes interleave is not reproducible, what is tried is). Public surfaces only: MCP clients (stdio or HTTP), the
+CLI, signals to the processes started here (by pid), and read-only views of the database for the check.
 
     python -m tests.support.nemesis --seconds 60 --seed 7       # or: pytest tests/test_nemesis.py [--soak 600]
     python -m tests.support.nemesis --pg postgresql://postgres@127.0.0.1:54329/postgres   # a fresh database there
