@@ -4,6 +4,7 @@ fail would let those suites pass for nothing."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -22,8 +23,6 @@ PROV = Provenance("user", "ext:test", 0)
 
 @pytest.fixture
 def store_kind() -> str:  # tests/conftest.py's store_db, on PostgreSQL only (skipped without CLAWVM_TEST_PG)
-    import os
-
     if not os.environ.get(dbview.PG_ENV):
         pytest.skip(f"set {dbview.PG_ENV}=postgresql://... (.ci/run starts a server and sets it)")
     return "postgres"
