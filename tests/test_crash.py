@@ -1,24 +1,36 @@
 """Crash safety: SIGKILL a real ``clawvm-mcp serve`` process at many points and prove nothing is lost.
 
-Each round starts the server as a stdio subprocess on one SQLite file, drives writes through a real MCP client
+On SQLite each round starts the server as a stdio subprocess on one file; on PostgreSQL (when ``CLAWVM_TEST_PG``
+names a server) as ``serve --http`` on one fresh database, alternating between two ports, so each round's server
+settles what another process, on another port, left behind; a third process on a third port reads at the end.
+Each round drives writes through a real MCP client
 (``commit: now`` and ``commit: boundary`` writes, flushes, compactions), and kills the process with SIGKILL:
 either at a random moment from outside, or from inside at a chosen SQL statement (before COMMIT, after COMMIT,
 half way through a transaction, right after a journal row was staged, half way through a boundary flush; see
-tests/support/crashing_server.py). After every kill the file is checked directly, and the next round's
-``session_start`` must settle every staged row the crash left behind:
+tests/support/crashing_server.py, which patches asyncpg the same way). After every kill the database is checked
+directly (tests/support/dbview.py, read-only), and the next round's ``session_start`` must settle every staged row
+the crash left behind:
 
-- ``PRAGMA integrity_check`` is ``ok``;
+- the database is sound: ``PRAGMA integrity_check`` is ``ok`` on SQLite; on PostgreSQL the killed server left no
+  transaction open, amcheck passes every B-tree index and the row invariants hold (dbview ``integrity``);
 - every write acknowledged as committed is in the journal as committed with that version, and the page has it;
 - no partially applied write: each page equals the replay of its committed journal rows, versions 1..v;
 - staged writes are never dropped: after the restart each is committed or rejected with reasons, and
   ``session_start`` reports them in ``settled_committed`` / ``settled_rejected``.
+
+What does not apply to PostgreSQL: SQLite's one-statement autocommit commit (every PostgreSQL write is an explicit
+transaction, so ``before-commit``/``after-commit`` there are always around ``COMMIT``), and the database server's
+own crash recovery (the client process is what is killed, the shared PostgreSQL server is not ours to kill). It runs
+12 rounds instead of 24 (each starts an HTTP server process), two of each kind of kill.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import random
+from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,14 +39,17 @@ import anyio
 import pytest
 from mcp import Client
 
+from tests.support import dbview
+from tests.support.dbview import DB
 from tests.support.harness import (
     PROV,
+    alive,
     call,
-    db_conn,
     error_text,
-    integrity,
+    free_port,
     read_pid,
     sigkill,
+    start_http_async,
     stdio_params,
     wait_dead,
 )
@@ -46,6 +61,7 @@ NAMESPACE = f"s:{SESSION}"
 PAGES = [f"conv/{i}" for i in range(5)]
 MODES = ("external", "before-commit", "mid-txn", "after-commit", "after-stage", "mid-flush")
 ROUNDS = int(os.environ.get("CLAWVM_CRASH_ROUNDS", "24"))
+PG_ROUNDS = int(os.environ.get("CLAWVM_CRASH_ROUNDS", "12"))
 SEED = int(os.environ.get("CLAWVM_CRASH_SEED", "20261125"))
 
 
@@ -74,21 +90,12 @@ class Ledger:
     settled_committed: int = 0
     settled_rejected: int = 0
     unacked: int = 0  # requests in flight when the process died
+    in_flight: bool = False  # a request was sent and not answered (an HTTP round ends by cancelling it)
     by_mode: dict[str, int] = field(default_factory=lambda: {})
 
 
-def _committed_pages(db: Path) -> dict[str, int]:
-    with db_conn(db) as conn:
-        rows = conn.execute("SELECT page_id, version FROM pages WHERE namespace = ? AND deleted = 0", (NAMESPACE,))
-        return {r["page_id"]: int(r["version"]) for r in rows}
-
-
-def _pending(db: Path) -> int:
-    with db_conn(db) as conn:
-        row = conn.execute(
-            "SELECT count(*) FROM journal WHERE session_id = ? AND status IN ('staged','validated')", (SESSION,)
-        ).fetchone()
-        return int(row[0])
+async def _committed_pages(db: DB) -> dict[str, int]:
+    return {r["page_id"]: r["version"] for r in await dbview.pages(db, NAMESPACE) if not r["deleted"]}
 
 
 def _replay(rows: list[dict[str, Any]]) -> str:
@@ -103,18 +110,11 @@ def _replay(rows: list[dict[str, Any]]) -> str:
     return content
 
 
-def verify_store(db: Path, ledger: Ledger) -> None:
-    """The invariants that must hold on the file after any kill, before anything reopens it."""
-    assert integrity(db) == "ok"
-    with db_conn(db) as conn:
-        journal = {
-            int(r["txn_id"]): {**dict(r), "request": json.loads(r["request"]), "reasons": json.loads(r["reasons"])}
-            for r in conn.execute("SELECT * FROM journal WHERE session_id = ? ORDER BY txn_id", (SESSION,))
-        }
-        pages = {
-            r["page_id"]: (int(r["version"]), json.loads(r["body"]))
-            for r in conn.execute("SELECT page_id, version, body FROM pages WHERE namespace = ?", (NAMESPACE,))
-        }
+async def verify_store(db: DB, ledger: Ledger) -> None:
+    """The invariants that must hold on the database after any kill, before anything reopens it."""
+    assert await dbview.integrity(db) == "ok"
+    journal = {int(r["txn_id"]): r for r in await dbview.journal(db, SESSION)}
+    pages = {r["page_id"]: (r["version"], r["body"]) for r in await dbview.pages(db, NAMESPACE)}
     statuses = {row["status"] for row in journal.values()}
     assert statuses <= {"validated", "committed", "rejected"}, f"unexpected journal statuses {statuses}"
     for ack in ledger.acks:
@@ -197,11 +197,14 @@ async def _write(
         }
     else:
         return True
+    ledger.in_flight = True
     try:
         result = await client.call_tool("page_write", args)
     except Exception:
         ledger.unacked += 1
+        ledger.in_flight = False
         return False
+    ledger.in_flight = False
     assert not result.is_error, error_text(result)
     sc = result.structured_content
     assert sc is not None
@@ -215,19 +218,73 @@ async def _write(
     return True
 
 
-async def _round(db: Path, tmp: Path, ledger: Ledger, rng: random.Random, round_no: int, mode: str) -> None:
-    pidfile = tmp / f"pid-{round_no}"
+@dataclass
+class Server:
+    client: Client
+    pid: int
+    survived: bool | None = None  # HTTP: still running when its round ended (then SIGKILLed between requests)
+
+
+@asynccontextmanager
+async def _serve(
+    db: DB,
+    tmp: Path,
+    name: str,
+    mode: str = "auto",
+    crash: str | None = None,
+    port: int | None = None,
+    kill_at_end: bool = False,
+) -> AsyncIterator[Server]:
+    """One server process on ``db`` and a client of it: over stdio for SQLite; for PostgreSQL ``serve --http`` on
+    ``port``, whose client's calls are cancelled the moment the process dies (else a call to a killed server waits
+    out the client's SSE reconnection attempts). ``kill_at_end`` SIGKILLs a survivor instead of stopping it."""
+    if not dbview.is_postgres(db):
+        pidfile = tmp / f"pid-{name}"
+        params = stdio_params(db, pidfile=pidfile, crash=crash)
+        async with Client(params, mode="legacy" if mode == "legacy" else "auto") as client:
+            yield Server(client, read_pid(pidfile))
+        return
+    http = await start_http_async(db, tmp / f"{name}.log", port=port, crash=crash)
+    srv: Server | None = None
+    try:
+        async with anyio.create_task_group() as tg:
+
+            async def watch() -> None:
+                while http.proc.poll() is None:
+                    await anyio.sleep(0.02)
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(watch)
+            async with http.client(mode=mode) as client:
+                srv = Server(client, http.pid)
+                yield srv
+            tg.cancel_scope.cancel()
+    finally:
+        with anyio.CancelScope(shield=True):
+            if srv is not None:  # a server that killed itself drops its sockets a moment before it can be reaped
+                with anyio.move_on_after(1.0):
+                    while http.proc.poll() is None:
+                        await anyio.sleep(0.02)
+                srv.survived = http.proc.poll() is None
+            if kill_at_end:
+                sigkill(http.pid)
+                http.proc.wait(10)
+            await http.aclose()
+
+
+async def _round(
+    db: DB, tmp: Path, ledger: Ledger, rng: random.Random, round_no: int, mode: str, ports: tuple[int, int]
+) -> None:
     crash = None
     if mode == "mid-flush":
         crash = f"{mode}:{rng.randint(1, 4)}"
     elif mode != "external":
         crash = f"{mode}:{rng.randint(3, 40)}"
-    params = stdio_params(db, pidfile=pidfile, crash=crash)
-    pending_before = _pending(db) if db.exists() else 0
-    known: dict[str, int] = _committed_pages(db) if db.exists() else {}
+    pending_before = await dbview.pending(db, SESSION)
     staged_pages: set[str] = set()
     pid = 0
     killed_from_outside = False
+    srv: Server | None = None
 
     async def killer(delay: float) -> None:
         nonlocal killed_from_outside
@@ -235,15 +292,17 @@ async def _round(db: Path, tmp: Path, ledger: Ledger, rng: random.Random, round_
         killed_from_outside = True
         sigkill(pid)
 
+    mode_ = "legacy" if round_no % 2 else "auto"
     try:
-        async with Client(params, mode="legacy" if round_no % 2 else "auto") as client:
-            pid = read_pid(pidfile)
+        async with _serve(db, tmp, str(round_no), mode_, crash, port=ports[round_no % 2], kill_at_end=True) as srv:
+            client, pid = srv.client, srv.pid
             start = await call(client, "session_start", session_id=SESSION, budget=100_000)
             assert start["settled_committed"] + start["settled_rejected"] == pending_before, (start, pending_before)
-            assert _pending(db) == 0, "session_start left staged rows unsettled"
+            assert await dbview.pending(db, SESSION) == 0, "session_start left staged rows unsettled"
             ledger.settled_committed += start["settled_committed"]
             ledger.settled_rejected += start["settled_rejected"]
-            verify_store(db, ledger)  # settling kept every promise
+            await verify_store(db, ledger)  # settling kept every promise
+            known = await _committed_pages(db)  # after the settle: a staged create the last kill left is a page now
             async with anyio.create_task_group() as tg:
                 if mode == "external":
                     tg.start_soon(killer, rng.uniform(0.02, 0.4))
@@ -251,6 +310,7 @@ async def _round(db: Path, tmp: Path, ledger: Ledger, rng: random.Random, round_
                 for i in range(400 if mode == "external" else 120):
                     if boundary_bias and known and rng.random() < 0.5:
                         page_id = rng.choice(sorted(known))
+                        ledger.in_flight = True
                         try:
                             result = await client.call_tool(
                                 "page_write",
@@ -265,7 +325,9 @@ async def _round(db: Path, tmp: Path, ledger: Ledger, rng: random.Random, round_
                             )
                         except Exception:
                             ledger.unacked += 1
+                            ledger.in_flight = False
                             break
+                        ledger.in_flight = False
                         sc = result.structured_content or {}
                         ledger.acks.append(
                             Ack(sc["txn_id"], sc["status"], sc["version"], page_id, "append", f"r{round_no}-b{i}")
@@ -278,9 +340,12 @@ async def _round(db: Path, tmp: Path, ledger: Ledger, rng: random.Random, round_
     except Exception as exc:  # the connection dies with the server: expected
         if pid == 0 or not _is_disconnect(exc):
             raise
-    if pid == 0:
-        pid = read_pid(pidfile)
-    self_killed = not killed_from_outside and crash is not None and not _alive_then_kill(pid)
+    assert srv is not None and pid != 0
+    if ledger.in_flight:  # an HTTP round: the call the server died in was cancelled, not failed
+        ledger.unacked += 1
+        ledger.in_flight = False
+    survived = srv.survived if srv.survived is not None else _alive_then_kill(pid)
+    self_killed = not killed_from_outside and crash is not None and not survived
     wait_dead(pid)
     if self_killed:
         ledger.kills_injected += 1
@@ -288,13 +353,11 @@ async def _round(db: Path, tmp: Path, ledger: Ledger, rng: random.Random, round_
     else:
         ledger.kills_external += 1
         ledger.by_mode["external"] = ledger.by_mode.get("external", 0) + 1
-    verify_store(db, ledger)
+    await verify_store(db, ledger)
 
 
 def _alive_then_kill(pid: int) -> bool:
     """True if the server was still running (then it is killed now, between requests)."""
-    from tests.support.harness import alive
-
     if alive(pid):
         sigkill(pid)
         return True
@@ -309,51 +372,60 @@ def _is_disconnect(exc: BaseException) -> bool:
     return True
 
 
-async def test_sigkill_at_random_points_loses_nothing(tmp_path: Path) -> None:
-    db = tmp_path / "crash.db"
+async def test_sigkill_at_random_points_loses_nothing(tmp_path: Path, store_db: DB) -> None:
+    db = store_db
+    postgres = dbview.is_postgres(db)
+    await dbview.prepare(db)
+    rounds = PG_ROUNDS if postgres else ROUNDS
     rng = random.Random(SEED)
     ledger = Ledger()
-    for round_no in range(ROUNDS):
-        await _round(db, tmp_path, ledger, rng, round_no, MODES[round_no % len(MODES)])
+    ports = (free_port(), free_port())  # PostgreSQL: the rounds alternate between two server ports
+    for round_no in range(rounds):
+        await _round(db, tmp_path, ledger, rng, round_no, MODES[round_no % len(MODES)], ports)
 
-    # a clean final start settles whatever the last kill left staged, then everything is committed or reported
-    pending = _pending(db)
-    async with Client(stdio_params(db)) as client:
+    # a clean final start (a third process) settles whatever the last kill left staged, then everything is
+    # committed or reported
+    pending = await dbview.pending(db, SESSION)
+    async with _serve(db, tmp_path, "final") as srv:
+        client = srv.client
         start = await call(client, "session_start", session_id=SESSION)
         assert start["settled_committed"] + start["settled_rejected"] == pending
         ledger.settled_committed += start["settled_committed"]
         ledger.settled_rejected += start["settled_rejected"]
-        for page_id, version in _committed_pages(db).items():
+        for page_id, version in (await _committed_pages(db)).items():
             read = await call(client, "page_read", session_id=SESSION, page_id=page_id)
             assert read["outcome"] == "hit" and read["page"]["version"] == version and not read["page"]["dirty"]
-    assert _pending(db) == 0
-    verify_store(db, ledger)
-    with db_conn(db) as conn:
-        statuses = {r[0]: r[1] for r in conn.execute("SELECT status, count(*) FROM journal GROUP BY status")}
+    assert await dbview.pending(db, SESSION) == 0
+    await verify_store(db, ledger)
+    statuses = dict(Counter(r["status"] for r in await dbview.journal(db)))
     staged_acks = [a for a in ledger.acks if a.status == "staged"]
     committed_acks = [a for a in ledger.acks if a.status == "committed"]
     kills = ledger.kills_injected + ledger.kills_external
     print(
-        f"\ncrash figures: kill points {kills} (injected {ledger.kills_injected}, external "
+        f"\ncrash figures ({'PostgreSQL, HTTP' if postgres else 'SQLite, stdio'}): kill points {kills} "
+        f"(injected {ledger.kills_injected}, external "
         f"{ledger.kills_external}, by mode {dict(sorted(ledger.by_mode.items()))}); acknowledged writes "
         f"{len(ledger.acks)} (committed {len(committed_acks)}, staged {len(staged_acks)}); in flight at kill "
         f"{ledger.unacked}; settled on restart {ledger.settled_committed} committed, {ledger.settled_rejected} "
         f"rejected; journal {statuses}; lost 0"
     )
-    assert kills >= 20
-    assert ledger.kills_injected >= 12, ledger.by_mode  # the deterministic points really fired
+    assert kills >= (10 if postgres else 20)
+    assert ledger.kills_injected >= rounds // 2, ledger.by_mode  # the deterministic points really fired
     assert staged_acks and committed_acks
     assert ledger.settled_committed > 0, "no round left staged rows for session_start to settle"
     assert ledger.settled_rejected == 0, "a single writer's staged rows must all commit after a crash"
     assert "lost" not in statuses
 
 
-async def test_staged_set_after_staged_append_survives_a_kill(tmp_path: Path) -> None:
+async def test_staged_set_after_staged_append_survives_a_kill(tmp_path: Path, store_db: DB) -> None:
     """Regression: settling after a crash used to commit staged rows one version each, so a staged ``set`` whose
     base was the committed version (validated when staged) became stale behind the staged ``append`` before it
-    and was rejected. Settling must end where the boundary flush would have."""
-    db, pidfile = tmp_path / "s.db", tmp_path / "pid"
-    async with Client(stdio_params(db, pidfile=pidfile)) as client:
+    and was rejected. Settling must end where the boundary flush would have. (PostgreSQL: the killed server and
+    the one that settles are two processes on two ports.)"""
+    db = store_db
+    await dbview.prepare(db)
+    async with _serve(db, tmp_path, "killed") as srv:
+        client = srv.client
         await call(client, "session_start", session_id=SESSION)
         created = await call(
             client,
@@ -401,13 +473,14 @@ async def test_staged_set_after_staged_append_survives_a_kill(tmp_path: Path) ->
             ),
         ]
         assert [s["status"] for s in staged] == ["staged"] * 3
-        pid = read_pid(pidfile)
-        sigkill(pid)
-        wait_dead(pid)
-        with pytest.raises(Exception):  # noqa: B017 - whatever the transport raises once its server is gone
+        sigkill(srv.pid)
+        wait_dead(srv.pid)
+        # whatever the transport raises once its server is gone (an HTTP client's call is cancelled instead)
+        with pytest.raises(Exception):  # noqa: B017
             await client.call_tool("page_read", {"session_id": SESSION, "page_id": "conv/0"})
-    assert _pending(db) == 3
-    async with Client(stdio_params(db)) as client:
+    assert await dbview.pending(db, SESSION) == 3
+    async with _serve(db, tmp_path, "settles") as srv:
+        client = srv.client
         start = await call(client, "session_start", session_id=SESSION)
         assert (start["settled_committed"], start["settled_rejected"]) == (3, 0)
         page0 = (await call(client, "page_read", session_id=SESSION, page_id="conv/0"))["page"]
@@ -415,4 +488,4 @@ async def test_staged_set_after_staged_append_survives_a_kill(tmp_path: Path) ->
     assert (page0["text"], page0["version"], page0["dirty"]) == ("three", base + 1, False)
     assert (page1["text"], page1["version"]) == ("four", 1)
     ledger = Ledger(acks=[Ack(s["txn_id"], "staged", s["version"], s["page_id"], "", "") for s in staged])
-    verify_store(db, ledger)
+    await verify_store(db, ledger)

@@ -48,15 +48,17 @@ async def refresh(rt: Runtime, state: SessionState) -> None:
         state.observer = observer
     else:
         pending_pages = {(state.namespace.get(pid, ""), pid): txns for pid, txns in state.staged.items()}
-    staged_ids = {pid for _, pid in pending_pages}
+    # every page the cache now shows staged, the ones rebuilt above included: installing one of them clean would
+    # leave its staged rows settled by the next write without their text
+    staged_ids = {pid for _, pid in pending_pages} | set(state.staged)
     moved_staged: list[tuple[str, Page]] = []
     for ns, page in await rt.store.pages_since(state.namespaces(readable), state.synced_seq):
         if page.page_id in staged_ids:
             moved_staged.append((ns, page))
         else:
             install(state, ns, page)
-    if moved_staged:  # their staged rows replayed on the new committed version, from one read of the rows
-        rows = rows or _by_page(await rt.store.pending(state.session_id))
+    if moved_staged:  # their staged rows, read after the pages (rows read before may miss one), replayed on them
+        rows = _by_page(await rt.store.pending(state.session_id))
         for ns, page in moved_staged:
             show_plan(state, plan_page(rt, state, ns, page.page_id, page, rows.get((ns, page.page_id), [])))
     state.synced_seq, state.data_version, state.stale = seq, version, False

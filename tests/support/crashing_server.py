@@ -11,6 +11,13 @@ transaction (a boundary flush, a rejection):
 - ``after-stage``: just after a journal row was inserted, before its transaction commits.
 - ``mid-flush``: just after a page row was written by a boundary flush (several staged pages, one transaction).
 
+On PostgreSQL (asyncpg, patched the same way) every write is an explicit transaction: ``before-commit`` and
+``after-commit`` are always around its ``COMMIT``, and ``mid-txn`` follows any page row written. What does not
+carry over: SQLite's one-statement autocommit commit (the ``clawvm_commit`` view) has no PostgreSQL counterpart,
+and a killed *client* process is all these points model: PostgreSQL rolls its open transaction back; the crash
+recovery of the database server itself (SQLite's WAL replay, PostgreSQL's redo) is not exercised, since the
+PostgreSQL server is shared and not ours to kill.
+
 Everything else is the unmodified ``clawvm_mcp.cli.main``. This file is not imported by the tests.
 """
 
@@ -19,6 +26,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiosqlite
@@ -51,9 +59,9 @@ def _matches(sql: str, in_transaction: bool) -> bool:
     return False
 
 
-def _before(conn: aiosqlite.Connection, sql: str) -> bool:
+def _before(in_transaction: bool, sql: str) -> bool:
     global seen
-    hit = _matches(sql, conn.in_transaction)
+    hit = _matches(sql, in_transaction)
     if hit:
         seen += 1
         if seen == TARGET and KIND == "before-commit":
@@ -67,7 +75,7 @@ _execute_fetchall = aiosqlite.Connection.execute_fetchall
 
 @contextmanager
 async def _crashing_execute(self: aiosqlite.Connection, sql: str, parameters: Any = None) -> aiosqlite.Cursor:
-    hit = _before(self, sql)
+    hit = _before(self.in_transaction, sql)
     cursor = await _execute(self, sql, parameters)
     if hit and seen == TARGET:
         _die()
@@ -75,7 +83,7 @@ async def _crashing_execute(self: aiosqlite.Connection, sql: str, parameters: An
 
 
 async def _crashing_execute_fetchall(self: aiosqlite.Connection, sql: str, parameters: Any = None) -> Any:
-    hit = _before(self, sql)
+    hit = _before(self.in_transaction, sql)
     rows = await _execute_fetchall(self, sql, parameters)
     if hit and seen == TARGET:
         _die()
@@ -94,6 +102,29 @@ async def _flagged_flush(rt: Any, state: Any) -> tuple[int, int]:
         in_flush = False
 
 
+def _crashing_asyncpg(original: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    async def crashing(self: Any, query: str, *args: Any, **kwargs: Any) -> Any:
+        hit = _before(self.is_in_transaction(), query)
+        result = await original(self, query, *args, **kwargs)
+        if hit and seen == TARGET:
+            _die()
+        return result
+
+    return crashing
+
+
+def _patch_asyncpg() -> None:
+    """The same points for PostgresStore: every statement it sends (a transaction's COMMIT included) goes through
+    one of these Connection methods; a pool's connection proxy looks them up on the class at each call."""
+    try:
+        import asyncpg  # type: ignore[import-untyped]
+    except ImportError:  # the optional postgres extra: SQLite only then
+        return
+    for name in ("execute", "fetch", "fetchval", "fetchrow"):
+        setattr(asyncpg.Connection, name, _crashing_asyncpg(getattr(asyncpg.Connection, name)))
+
+
+_patch_asyncpg()
 aiosqlite.Connection.execute = _crashing_execute  # type: ignore[method-assign]
 aiosqlite.Connection.execute_fetchall = _crashing_execute_fetchall  # type: ignore[method-assign]
 writeback.flush = _flagged_flush  # the boundary flush, wherever it is called from

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import anyio
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
@@ -40,7 +41,11 @@ def child_env(**extra: str) -> dict[str, str]:
 
 
 def stdio_params(
-    db: Path, *extra: str, pidfile: Path | None = None, env: Mapping[str, str] | None = None, crash: str | None = None
+    db: Path | str,
+    *extra: str,
+    pidfile: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    crash: str | None = None,
 ) -> StdioServerParameters:
     """``clawvm-mcp serve --db DB`` as a stdio child. ``pidfile`` records the server's pid (the shell execs it).
 
@@ -198,9 +203,15 @@ class HttpServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/mcp"
 
-    def client(self, token: str | None = None) -> Client:
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def client(self, token: str | None = None, mode: str = "auto") -> Client:
+        """A streamable-HTTP MCP client; ``mode`` "legacy" speaks the older protocol era, as stdio clients can."""
         headers = {"Authorization": f"Bearer {token or self.token}"}
-        return Client(streamable_http_client(self.url, http_client=create_mcp_http_client(headers=headers)))
+        transport = streamable_http_client(self.url, http_client=create_mcp_http_client(headers=headers))
+        return Client(transport, mode="legacy" if mode == "legacy" else "auto")
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -211,33 +222,92 @@ class HttpServer:
                 self.proc.kill()
                 self.proc.wait(10)
 
+    async def aclose(self, timeout: float = 10.0) -> None:
+        """:meth:`stop` without blocking the event loop: SIGTERM, then SIGKILL if it lingers."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            with anyio.move_on_after(timeout):
+                while self.proc.poll() is None:
+                    await anyio.sleep(0.05)
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait(10)
+
     def log_text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
 
-def start_http(
-    db: Path, log: Path, token: str | None = "s3cret-token", extra: Sequence[str] = (), timeout: float = 20.0
+def spawn_http(
+    db: Path | str,
+    log: Path,
+    token: str | None = "s3cret-token",
+    extra: Sequence[str] = (),
+    port: int | None = None,
+    crash: str | None = None,
 ) -> HttpServer:
-    """``clawvm-mcp serve --http`` on a free loopback port; returns once the port accepts connections."""
-    port = free_port()
+    """``clawvm-mcp serve --http`` on ``port`` (a free loopback one by default), not yet listening. ``crash`` runs
+    it under tests/support/crashing_server.py, as :func:`stdio_params` does."""
+    port = port or free_port()
     env = child_env()
     if token is not None:
         env["CLAWVM_TOKEN"] = token
-    args = [sys.executable, "-m", "clawvm_mcp", "serve", "--db", str(db), "--http", "--port", str(port), *extra]
+    if crash:
+        env["CLAWVM_TEST_CRASH"] = crash
+    cmd = [sys.executable, str(CRASHING_SERVER)] if crash else [sys.executable, "-m", "clawvm_mcp"]
+    args = [*cmd, "serve", "--db", str(db), "--http", "--port", str(port), *extra]
     with open(log, "ab") as fh:
         proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=fh, stderr=fh, env=env)
-    server = HttpServer(proc, port, token, log)
+    return HttpServer(proc, port, token, log)
+
+
+def listening(server: HttpServer) -> bool:
+    """True once the port accepts connections; an AssertionError if the server exited first."""
+    if server.proc.poll() is not None:
+        raise AssertionError(f"HTTP server exited with {server.proc.returncode}: {server.log_text()}")
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+def start_http(
+    db: Path | str,
+    log: Path,
+    token: str | None = "s3cret-token",
+    extra: Sequence[str] = (),
+    timeout: float = 20.0,
+    port: int | None = None,
+    crash: str | None = None,
+) -> HttpServer:
+    """``clawvm-mcp serve --http`` on a free loopback port; returns once the port accepts connections."""
+    server = spawn_http(db, log, token, extra, port, crash)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"HTTP server exited with {proc.returncode}: {server.log_text()}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return server
-        except OSError:
-            time.sleep(0.05)
+        if listening(server):
+            return server
+        time.sleep(0.05)
     server.stop()
-    raise AssertionError(f"HTTP server did not listen on {port}: {server.log_text()}")
+    raise AssertionError(f"HTTP server did not listen on {server.port}: {server.log_text()}")
+
+
+async def start_http_async(
+    db: Path | str,
+    log: Path,
+    token: str | None = "s3cret-token",
+    timeout: float = 30.0,
+    port: int | None = None,
+    crash: str | None = None,
+) -> HttpServer:
+    """:func:`start_http` for an event loop that must keep running meanwhile (other clients, other servers)."""
+    server = spawn_http(db, log, token, (), port, crash)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if listening(server):
+            return server
+        await anyio.sleep(0.05)
+    server.stop()
+    raise AssertionError(f"HTTP server did not listen on {server.port}: {server.log_text()}")
 
 
 def json_dumps(value: Any) -> str:

@@ -1,7 +1,9 @@
-"""The multi-process nemesis: several ``clawvm-mcp serve`` processes, hook processes and clients on ONE database
-file, doing random work under random faults, then a check that every acknowledgement was kept.
+"""The multi-process nemesis: several ``clawvm-mcp serve`` processes, hook processes and clients on ONE database,
+doing random work under random faults, then a check that every acknowledgement was kept.
 
-What runs at once: ``servers`` stdio server processes, each driven by one MCP client shared by ``callers``
+Two targets (tests/support/nemesis_targets.py), one driver: a SQLite file served over stdio, or a PostgreSQL
+database served over streamable HTTP, each server process on its own port (restarted on the same one).
+What runs at once: ``servers`` server processes, each driven by one MCP client shared by ``callers``
 concurrent callers; a harness hook loop running ``clawvm-mcp lifecycle`` as its own process; and a nemesis that
 SIGKILLs servers (they are restarted), SIGSTOPs them (SIGCONT after 0.1-1.5 s, sometimes 5.5-7 s, longer than the
 store's bounded wait) and SIGKILLs hook processes mid-run. Callers work on ``sessions`` sessions of one project
@@ -19,13 +21,17 @@ check asks of the file and of that server:
   conflicting commit; and reported: a session whose lifecycle and session_start answers all arrived was told of
   at least as many rejections as its staged rows suffered (one answer lost to a fault may carry any number);
 - the journal and the pages agree (versions 1..v without a gap, the text is the replay of the committed rows);
-- ``PRAGMA integrity_check`` is ok, and no call went unanswered for longer than ``BOUND`` seconds.
+- the database is sound: ``PRAGMA integrity_check`` is ok for SQLite; for PostgreSQL, which has no such pragma,
+  no transaction was left open, the B-tree indexes pass amcheck and the row invariants hold
+  (tests/support/dbview.py ``integrity``);
+- no call went unanswered for longer than ``BOUND`` seconds.
 
 Bounded by ``--seconds``; seeded by ``--seed`` (the schedule of operations and faults is drawn from it; how real
-processes interleave is not reproducible, what is tried is). Public surfaces only: stdio MCP clients, the CLI,
-signals to the processes started here (by pid), and read-only views of the SQLite file for the check.
+processes interleave is not reproducible, what is tried is). Public surfaces only: MCP clients (stdio or HTTP), the
+CLI, signals to the processes started here (by pid), and read-only views of the database for the check.
 
     python -m tests.support.nemesis --seconds 60 --seed 7       # or: pytest tests/test_nemesis.py [--soak 600]
+    python -m tests.support.nemesis --pg postgresql://postgres@127.0.0.1:54329/postgres   # a fresh database there
 """
 
 from __future__ import annotations
@@ -50,9 +56,11 @@ from typing import Any, BinaryIO, Literal
 import anyio
 import anyio.abc
 from mcp import Client
-from mcp.client.stdio import StdioServerParameters
 
-from tests.support.harness import PROV, alive, child_env, db_conn, error_text, integrity, sigkill
+from tests.support import dbview
+from tests.support.dbview import DB
+from tests.support.harness import PROV, alive, child_env, error_text, sigkill
+from tests.support.nemesis_targets import Mode, Target, target_for
 
 log = logging.getLogger("nemesis")
 BOUND = 15.0  # seconds: a call with no answer for longer than this is a violation
@@ -145,6 +153,7 @@ class Report:
     journal: Counter[str]
     integrity: str
     elapsed: float
+    store: str = ""
 
     def figures(self) -> str:
         led, s = self.ledger, self.settings
@@ -153,7 +162,8 @@ class Report:
         errors = ", ".join(f"{n}x {k!r}" for k, n in led.errors.most_common(4)) or "none"
         return "\n".join(
             [
-                f"nemesis figures (seed {s.seed}, {s.seconds:.0f} s of faults, {self.elapsed:.0f} s in all):",
+                f"nemesis figures ({self.store}; seed {s.seed}, {s.seconds:.0f} s of faults, "
+                f"{self.elapsed:.0f} s in all):",
                 f"  processes: {led.processes['server']} server starts ({s.servers} at a time, {s.callers} callers "
                 f"each), {led.processes['hook']} hook processes, {s.sessions} sessions of one project",
                 f"  operations: {sum(led.calls.values())} calls; answers {dict(sorted(led.calls.items()))}",
@@ -161,33 +171,13 @@ class Report:
                 f"  faults injected: {dict(sorted(led.faults.items()))}",
                 f"  error answers: {errors}",
                 f"  slowest answer {led.slowest:.1f} s; unanswered > {BOUND:.0f} s: {len(led.unanswered)}",
-                f"  journal {dict(sorted(self.journal.items()))}; integrity_check {self.integrity}",
+                f"  journal {dict(sorted(self.journal.items()))}; integrity {self.integrity}",
                 f"  lost {self.lost}; versions acknowledged twice {self.double_versions}; staged then rejected "
                 f"{self.staged_rejected} of {staged} (reported {sum(led.reported_rejected.values())}; "
                 f"{sum(1 for n in led.lost_reports.values() if n)} sessions lost a boundary answer to a fault); "
                 f"never settled {self.unsettled}; violations {len(self.violations)}",
             ]
         )
-
-
-def server_params(db: Path, pidfile: Path, log: Path) -> StdioServerParameters:
-    """``clawvm-mcp serve --db DB`` over stdio; the shell writes the server's pid and execs it, stderr to ``log``."""
-    script = 'echo $$ > "$0"; exec "$@" 2>>"$NEMESIS_LOG"'
-    env = child_env(NEMESIS_LOG=str(log))
-    cmd = [sys.executable, "-m", "clawvm_mcp", "serve", "--db", str(db)]
-    return StdioServerParameters(command="/bin/sh", args=["-c", script, str(pidfile), *cmd], env=env)
-
-
-async def wait_pid(pidfile: Path, timeout: float = 30.0) -> int:
-    with anyio.fail_after(timeout):
-        while True:
-            try:
-                text = pidfile.read_text().strip()
-            except FileNotFoundError:
-                text = ""
-            if text:
-                return int(text)
-            await anyio.sleep(0.01)
 
 
 async def read_all(stream: anyio.abc.ByteReceiveStream | None) -> bytes:
@@ -199,12 +189,10 @@ async def read_all(stream: anyio.abc.ByteReceiveStream | None) -> bytes:
 class Slot:
     """One server process at a time: started, SIGKILLed on request, started again, until shutdown."""
 
-    def __init__(self, index: int, db: Path, workdir: Path, ledger: Ledger) -> None:
+    def __init__(self, index: int, target: Target, ledger: Ledger) -> None:
         self.index = index
-        self.db = db
-        self.workdir = workdir
+        self.target = target
         self.ledger = ledger
-        self.log = workdir / f"server-{index}.log"
         self.client: Client | None = None
         self.pid = 0
         self.deaths = 0  # kills requested so far: a call that spans one lost its server
@@ -217,12 +205,11 @@ class Slot:
     async def run(self, shutdown: anyio.Event, rng: random.Random) -> None:
         generation = 0
         while not shutdown.is_set():
-            pidfile = self.workdir / f"server-{self.index}-{generation}.pid"
-            params = server_params(self.db, pidfile, self.log)
             self.ledger.processes["server"] += 1
             try:  # odd slots speak the legacy protocol era, even ones the modern
-                async with Client(params, mode="legacy" if self.index % 2 else "auto") as client:
-                    self.pid = await wait_pid(pidfile)
+                mode: Mode = "legacy" if self.index % 2 else "auto"
+                async with self.target.serve(f"server-{self.index}", generation, mode) as (client, pid):
+                    self.pid = pid
                     self.client = client
                     while not (self._kill or shutdown.is_set()):
                         await anyio.sleep(0.02)
@@ -244,13 +231,14 @@ def token_for(caller: str, n: int) -> str:
 
 
 class Nemesis:
-    def __init__(self, settings: Settings, workdir: Path) -> None:
+    def __init__(self, settings: Settings, workdir: Path, db: DB | None = None) -> None:
         self.settings = settings
         self.workdir = workdir
-        self.db = workdir / "nemesis.db"
+        self.target = target_for(workdir / "nemesis.db" if db is None else db, workdir)
+        self.db = self.target.db
         self.ledger = Ledger()
         self.sessions = [f"nem-{i}" for i in range(settings.sessions)]
-        self.slots = [Slot(i, self.db, workdir, self.ledger) for i in range(settings.servers)]
+        self.slots = [Slot(i, self.target, self.ledger) for i in range(settings.servers)]
         self.created: set[tuple[str, str]] = set()  # (owner, page_id) with an acknowledged create
         self.stop = anyio.Event()
         self.shutdown = anyio.Event()
@@ -475,6 +463,7 @@ class Nemesis:
         s = self.settings
         began = time.monotonic()
         rng = random.Random(s.seed)
+        await dbview.prepare(self.db)
         async with anyio.create_task_group() as servers:
             for slot in self.slots:
                 servers.start_soon(slot.run, self.shutdown, random.Random(rng.random()))
@@ -509,10 +498,9 @@ class Nemesis:
         quiet = random.Random(0)
         problems: list[str] = []
         texts: dict[tuple[str, str], tuple[int, list[str]]] = {}
-        slot = Slot(-1, self.db, self.workdir, self.ledger)  # never killed
+        slot = Slot(-1, self.target, self.ledger)  # never killed
         self.ledger.processes["server"] += 2
-        params = server_params(self.db, self.workdir / "settle.pid", self.workdir / "settle.log")
-        async with Client(params) as client:
+        async with self.target.serve("settle", 0, "auto") as (client, _):
             for session in self.sessions:
                 start = await self.start(slot, client, session, quiet, may_cancel=False)
                 flush_args = {"session_id": session, "event": "flush"}
@@ -525,8 +513,7 @@ class Nemesis:
                 ]
         pages = [(f"s:{sid}", sid, f"conv/{i}") for sid in self.sessions for i in range(self.settings.session_pages)]
         pages += [(f"p:{PROJECT}", self.sessions[-1], f"pref/{i}") for i in range(self.settings.project_pages)]
-        params = server_params(self.db, self.workdir / "read.pid", self.workdir / "read.log")
-        async with Client(params) as client:
+        async with self.target.serve("read", 0, "auto") as (client, _):
             for session in self.sessions:
                 start = await self.start(slot, client, session, quiet, may_cancel=False)
                 if start.kind != "result" or start.data["settled_committed"] or start.data["settled_rejected"]:
@@ -541,26 +528,25 @@ class Nemesis:
                     texts[(namespace, page_id)] = (int(page["version"]), str(page["text"]).splitlines())
         return texts, problems
 
-    def journal(self) -> dict[int, Row]:
-        with db_conn(self.db) as conn:
-            return {
-                int(r["txn_id"]): Row(
-                    int(r["txn_id"]),
-                    r["session_id"],
-                    r["namespace"],
-                    r["page_id"],
-                    r["op"],
-                    r["status"],
-                    int(r["version"] or 0),
-                    _content(r["request"]),
-                    json.loads(r["reasons"]),
-                )
-                for r in conn.execute("SELECT * FROM journal ORDER BY txn_id")
-            }
+    async def journal(self) -> dict[int, Row]:
+        return {
+            int(r["txn_id"]): Row(
+                int(r["txn_id"]),
+                r["session_id"],
+                r["namespace"],
+                r["page_id"],
+                r["op"],
+                r["status"],
+                int(r["version"] or 0),
+                _content(r["request"]),
+                r["reasons"],
+            )
+            for r in await dbview.journal(self.db)
+        }
 
     async def check(self, elapsed: float) -> Report:
         texts, violations = await self.settle()
-        journal = self.journal()
+        journal = await self.journal()
         committed: dict[tuple[str, str], list[Row]] = defaultdict(list)
         for row in journal.values():
             if row.status == "committed":
@@ -649,9 +635,9 @@ class Nemesis:
             violations.append(f"{doubles_txn} journal txn ids acknowledged twice")
         if self.ledger.unanswered:
             violations.append(f"{len(self.ledger.unanswered)} calls unanswered, e.g. {self.ledger.unanswered[:3]}")
-        ok = integrity(self.db)
+        ok = await dbview.integrity(self.db)
         if ok != "ok":
-            violations.append(f"integrity_check: {ok}")
+            violations.append(f"integrity: {ok}")
         return Report(
             self.settings,
             self.ledger,
@@ -663,6 +649,7 @@ class Nemesis:
             Counter(r.status for r in journal.values()),
             ok,
             elapsed,
+            self.target.label,
         )
 
 
@@ -672,11 +659,8 @@ def _gist(text: str, tool: str) -> str:
     return " ".join(re.sub(r"'[^']*'|\d+", "N", text).split()[:10]) or f"bare error from {tool}"
 
 
-def _content(request: str) -> str | None:
-    try:
-        value = json.loads(request).get("content")
-    except (ValueError, AttributeError):
-        return None
+def _content(request: Any) -> str | None:
+    value = request.get("content") if isinstance(request, dict) else None
     return value if isinstance(value, str) else None
 
 
@@ -691,8 +675,10 @@ def _replay(rows: Sequence[Row]) -> list[str]:
     return lines
 
 
-async def run_nemesis(workdir: Path, settings: Settings) -> Report:
-    return await Nemesis(settings, workdir).run()
+async def run_nemesis(workdir: Path, settings: Settings, db: DB | None = None) -> Report:
+    """The nemesis on ``db``: a SQLite file (default ``workdir/nemesis.db``) over stdio, or a fresh PostgreSQL
+    database (a postgresql:// URL) over HTTP."""
+    return await Nemesis(settings, workdir, db).run()
 
 
 def main(argv: Sequence[str] | None = None, out: Callable[[str], None] = print) -> int:
@@ -702,6 +688,12 @@ def main(argv: Sequence[str] | None = None, out: Callable[[str], None] = print) 
     parser.add_argument("--servers", type=int, default=Settings.servers)
     parser.add_argument("--sessions", type=int, default=Settings.sessions)
     parser.add_argument("--dir", type=Path, default=None, help="keep the database and logs here")
+    parser.add_argument(
+        "--pg",
+        metavar="URL",
+        default=None,
+        help="run on a fresh PostgreSQL database created (and dropped) on this server, over HTTP",
+    )
     parser.add_argument("--calm", action="store_true", help="the control run: one server, caller, session; no faults")
     args = parser.parse_args(argv)
     settings = (
@@ -711,7 +703,14 @@ def main(argv: Sequence[str] | None = None, out: Callable[[str], None] = print) 
     )
     workdir = args.dir or Path(tempfile.mkdtemp(prefix="clawvm-nemesis-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    report = anyio.run(run_nemesis, workdir, settings)
+
+    async def run() -> Report:
+        if args.pg is None:
+            return await run_nemesis(workdir, settings)
+        async with dbview.fresh_postgres(args.pg) as url:
+            return await run_nemesis(workdir, settings, url)
+
+    report = anyio.run(run)
     out(report.figures())
     for line in report.violations:
         out(f"  VIOLATION {line}")
