@@ -15,6 +15,7 @@ from .pages import Fidelity, Page
 Step = tuple[float, str, int, str, Fidelity, int]  # an upgrade heap entry: its StepKey, then its size in tokens
 UpgradeMode = Literal["none", "lru", "recency", "clawvm", "oracle"]
 Reason = Literal["required", "pinned", "upgraded", "pointer-prefetch", "dropped"]
+Row = tuple[str, Fidelity, int, Reason]  # one page of the trace: page_id, level, tokens, why
 RECENCY_DECAY = 0.88
 RECENCY_FLOOR = 1e-4
 PIN_BOOST = {"hard": 2.0, "soft": 0.6, "none": 0.0}
@@ -96,15 +97,24 @@ class Selection:
     def shown(self) -> tuple[Choice, ...]:
         """The pages shown and the unmet ones, in page_id order: the trace without the dropped pages. It reads only
         what was placed, not the table, so it costs what the prompt holds (``choices`` costs the whole table)."""
+        return tuple(Choice(*row) for row in self.shown_rows())
+
+    def shown_rows(self) -> list[Row]:
+        """``shown`` as plain (page_id, level, tokens, reason) rows: what a result is built from, without building a
+        ``Choice`` per page."""
         if self._all_full or self._choices is not None:
             unmet = set(self.unmet_required)
-            return tuple(c for c in self.choices if c.level > NONE or c.page_id in unmet)
-        ids = {pid for pid, lv in self._levels.items() if lv > NONE} | set(self.unmet_required)
-        out = []
+            return [
+                (c.page_id, c.level, c.tokens, c.reason) for c in self.choices if c.level > NONE or c.page_id in unmet
+            ]
+        levels, reasons, sizes = self._levels, self._reasons, self._sizes
+        ids = {pid for pid, lv in levels.items() if lv > NONE}
+        ids.update(self.unmet_required)
+        rows: list[Row] = []
         for pid in sorted(ids):
-            lv = self.level_of(pid)
-            out.append(Choice(pid, lv, self._sizes[pid].tokens[lv], self._reasons.get(pid, "dropped")))
-        return tuple(out)
+            lv = levels.get(pid, NONE)
+            rows.append((pid, lv, sizes[pid].tokens[lv], reasons.get(pid, "dropped")))
+        return rows
 
     @property
     def choices(self) -> tuple[Choice, ...]:
