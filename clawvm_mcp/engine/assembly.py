@@ -98,7 +98,11 @@ def render(state: SessionState, selection: Selection, trace: Trace = "shown") ->
     per listed page cost more than the rest of the rendering at a few hundred pages."""
     rows = selection.shown_rows()  # in page_id order; the whole-table trace is built only for trace="full"
     table = state.pages
-    placed = [(PROMPT_ORDER[page.type], page, level) for pid, level, _, _ in rows if level and (page := table[pid])]
+    placed: list[tuple[int, Page, Fidelity]] = []
+    for pid, level, _, _ in rows:
+        if level > Fidelity.NONE:
+            page = table[pid]
+            placed.append((PROMPT_ORDER[page.type], page, level))
     placed.sort(key=_prompt_rank)  # stable: page_id order within a type
     prompt = "\n".join([block(page, level) for _, page, level in placed])
     listed = rows if trace == "shown" else [(c.page_id, c.level, c.tokens, c.reason) for c in selection.choices]
