@@ -15,6 +15,7 @@ from .pages import Fidelity, Page
 Step = tuple[float, str, int, str, Fidelity, int]  # an upgrade heap entry: its StepKey, then its size in tokens
 UpgradeMode = Literal["none", "lru", "recency", "clawvm", "oracle"]
 Reason = Literal["required", "pinned", "upgraded", "pointer-prefetch", "dropped"]
+Row = tuple[str, Fidelity, int, Reason]  # one page of the trace: page_id, level, tokens, why
 RECENCY_DECAY = 0.88
 RECENCY_FLOOR = 1e-4
 PIN_BOOST = {"hard": 2.0, "soft": 0.6, "none": 0.0}
@@ -96,15 +97,24 @@ class Selection:
     def shown(self) -> tuple[Choice, ...]:
         """The pages shown and the unmet ones, in page_id order: the trace without the dropped pages. It reads only
         what was placed, not the table, so it costs what the prompt holds (``choices`` costs the whole table)."""
+        return tuple(Choice(*row) for row in self.shown_rows())
+
+    def shown_rows(self) -> list[Row]:
+        """``shown`` as plain (page_id, level, tokens, reason) rows: what a result is built from, without building a
+        ``Choice`` per page."""
         if self._all_full or self._choices is not None:
             unmet = set(self.unmet_required)
-            return tuple(c for c in self.choices if c.level > NONE or c.page_id in unmet)
-        ids = {pid for pid, lv in self._levels.items() if lv > NONE} | set(self.unmet_required)
-        out = []
+            return [
+                (c.page_id, c.level, c.tokens, c.reason) for c in self.choices if c.level > NONE or c.page_id in unmet
+            ]
+        levels, reasons, sizes = self._levels, self._reasons, self._sizes
+        ids = {pid for pid, lv in levels.items() if lv > NONE}
+        ids.update(self.unmet_required)
+        rows: list[Row] = []
         for pid in sorted(ids):
-            lv = self.level_of(pid)
-            out.append(Choice(pid, lv, self._sizes[pid].tokens[lv], self._reasons.get(pid, "dropped")))
-        return tuple(out)
+            lv = levels.get(pid, NONE)
+            rows.append((pid, lv, sizes[pid].tokens[lv], reasons.get(pid, "dropped")))
+        return rows
 
     @property
     def choices(self) -> tuple[Choice, ...]:
@@ -302,6 +312,17 @@ def _upgrade(
     heap: list[Step] = []  # a StepKey and the step's size
     free: list[tuple[str, Fidelity]] = []  # steps that cost nothing or give back: they pop first, in any order
     heappop, heappush = heapq.heappop, heapq.heappush
+    scores: dict[str, float] = {}  # a page's score is fixed for the walk: computed once, not once per step
+
+    def step(s: PageSizes, level: Fidelity, delta: int) -> Step:
+        """A heap entry: the step of page ``s`` up to ``level``, costing ``delta`` > 0 tokens, keyed by score per
+        token (the same float arithmetic as the stream's key, so their entries compare exactly)."""
+        pid = s.page.page_id
+        value = scores.get(pid)
+        if value is None:
+            value = scores[pid] = score(s.page, mode, recency.get(pid, 0.0), future.get(pid, 0))
+        return (-(value / delta), s.tie, -level, pid, level, delta)
+
     reach = budget
     for pid, cur in level.items():
         reach -= sizes[pid].least_from[cur]
@@ -313,7 +334,7 @@ def _upgrade(
             if delta <= 0:
                 free.append((pid, nxt))
             elif delta <= reach:
-                heap.append(_step(s, nxt, delta, mode, recency, future))
+                heap.append(step(s, nxt, delta))
     skip = set(level)  # pages the stream must not offer: shown already, or scored by recency or future here
     for pid in (*recency, *future):
         scored = sizes.get(pid)
@@ -324,7 +345,7 @@ def _upgrade(
         if delta <= 0:
             free.append((pid, nxt))
         elif delta <= reach:
-            heap.append(_step(scored, nxt, delta, mode, recency, future))
+            heap.append(step(scored, nxt, delta))
     key = _stream_key(mode)
     streaming = len(sizes) - len(skip) > _STREAM_FROM
     if streaming:
@@ -337,6 +358,7 @@ def _upgrade(
     scan, scanned_with = at, left  # steps from ``at`` to ``scan`` are larger than ``scanned_with``
     hit: Position | None = None  # the first step from there that fits ``scanned_with``
     hit_key: StepKey | None = None
+    hit_cost = 0
     searched = False
     tail_checked = -1  # ``left`` when the heap last had a step that fits
     dropped_below: Step | None = None  # the largest step the heap popped: stream steps before it are gone
@@ -348,24 +370,26 @@ def _upgrade(
                 return left
             _, _, _, pid, nxt, _ = heappop(heap)
         else:
-            if left != scanned_with or not searched:
+            if searched and left < scanned_with and hit is not None and hit_cost <= left:
+                scanned_with = left  # what came before the hit is larger still, and the hit itself still fits
+            elif left != scanned_with or not searched:
                 if left > scanned_with:  # a page gave tokens back: steps that did not fit may fit now
                     if dropped_below is not None:
                         at = max(at, stream.locate(dropped_below[:5]))
                     scan = at
                 hit = stream.next_within(max(at, scan), left)
                 scan, scanned_with, searched = hit or stream.end(), left, True
-                hit_key = stream.at(hit)[0] if hit is not None else None
+                hit_key, hit_cost = stream.at(hit) if hit is not None else (None, 0)
             if hit is not None and hit_key is not None and (not heap or hit_key < heap[0]):
                 _, _, _, pid, nxt = hit_key
                 at, searched, dropped_below = stream.after(hit), False, None
                 if pid in skip:  # its step is in the heap, or it is shown already: not the stream's to offer
                     continue
             elif heap:
-                step = heappop(heap)
-                _, _, _, pid, nxt, _ = step
-                if dropped_below is None or dropped_below < step:
-                    dropped_below = step
+                popped = heappop(heap)
+                _, _, _, pid, nxt, _ = popped
+                if dropped_below is None or dropped_below < popped:
+                    dropped_below = popped
             else:
                 return left
         s = sizes[pid]
@@ -374,7 +398,7 @@ def _upgrade(
         delta = tokens[nxt] - tokens[cur]
         if delta > left:
             if hit is None and left != tail_checked:  # nothing in the stream fits: does anything in the heap?
-                if all(step[5] > left for step in heap):
+                if all(entry[5] > left for entry in heap):
                     return left  # no, and nothing can land to give tokens back: the rest would all be dropped
                 tail_checked = left
             continue
@@ -390,21 +414,7 @@ def _upgrade(
         if delta <= 0:
             free.append((pid, after))
         elif delta <= reach:
-            heappush(heap, _step(s, after, delta, mode, recency, future))
-
-
-def _step(
-    s: PageSizes,
-    level: Fidelity,
-    delta: int,
-    mode: UpgradeMode,
-    recency: Mapping[str, float],
-    future: Mapping[str, int],
-) -> Step:
-    """A heap entry: the step of page ``s`` up to ``level``, costing ``delta`` > 0 tokens, keyed by score per token."""
-    pid = s.page.page_id
-    ratio = score(s.page, mode, recency.get(pid, 0.0), future.get(pid, 0)) / delta
-    return (-ratio, s.tie, -level, pid, level, delta)
+            heappush(heap, step(s, after, delta))
 
 
 @lru_cache(maxsize=8)

@@ -7,8 +7,10 @@ import re
 from pathlib import Path
 
 import pytest
+from jsonschema import Draft202012Validator
 
 from clawvm_mcp.engine import ClawVMEngine, PageInput
+from clawvm_mcp.engine.results import AssembledPage, AssembleResult
 from clawvm_mcp.journal import WriteRequest
 from clawvm_mcp.pages import Provenance
 from clawvm_mcp.store import SQLiteStore
@@ -47,3 +49,29 @@ async def test_trace_shown_lists_what_the_prompt_holds_and_counts_the_rest(tmp_p
     assert shown.prompt == full.prompt and shown.tokens_used == full.tokens_used
     assert shown.pages == [p for p in full.pages if p.level != "none" or p.page_id in full.unmet_required]
     await engine.store.close()
+
+
+def test_the_published_page_list_schema_accepts_what_the_model_accepts() -> None:
+    """The output schema writes the page-list item lean (no generated titles, no type beside the reason's enum) so
+    a client that re-validates each result walks fewer keywords per page; it must accept and refuse exactly what
+    the full item schema does."""
+    lean = Draft202012Validator(AssembleResult.model_json_schema()["properties"]["pages"]["items"])
+    full = Draft202012Validator(AssembledPage.model_json_schema())
+    good = {"page_id": "plan/main", "level": "pointer", "tokens": 12, "reason": "pointer-prefetch"}
+    cases = [
+        good,
+        *({**good, "reason": r} for r in ("required", "pinned", "upgraded", "dropped")),
+        {**good, "reason": "evicted"},
+        {**good, "reason": 3},
+        {**good, "reason": None},
+        {**good, "tokens": "12"},
+        {**good, "tokens": 1.5},
+        {**good, "level": 4},
+        {**good, "page_id": None},
+        {k: v for k, v in good.items() if k != "tokens"},
+        ["plan/main", "pointer", 12, "upgraded"],
+    ]
+    verdicts = [(lean.is_valid(c), full.is_valid(c)) for c in cases]
+    assert [a for a, _ in verdicts] == [b for _, b in verdicts]
+    assert [a for a, _ in verdicts] == [True] * 5 + [False] * 9
+    assert "title" not in lean.schema and all("title" not in p for p in lean.schema["properties"].values())

@@ -14,7 +14,9 @@ from clawvm_mcp.cost_order import CostOrder
 from clawvm_mcp.page_table import PageSizes, PageTable, reversed_key
 from clawvm_mcp.pages import PAGE_TYPES, PINS, STORED_LEVELS, TYPE_POLICIES, Fidelity, Page, Provenance, Representation
 from clawvm_mcp.replay import reference_selector as ref
-from clawvm_mcp.selector import Selection, SelectorPolicy, UpgradeMode, select
+from clawvm_mcp.replay.bench import make_pages, make_requests
+from clawvm_mcp.selector import Choice, Selection, SelectorPolicy, UpgradeMode, decay_recency, select
+from clawvm_mcp.tokens import TokenCounter
 
 MODES: tuple[UpgradeMode, ...] = ("clawvm", "lru", "recency", "oracle", "none")
 PROV = Provenance("user", "ext:test", 0)
@@ -71,12 +73,28 @@ def _case(rng: random.Random, table: PageTable) -> None:
     policy = SelectorPolicy(
         auto_pin_hard=rng.random() < 0.85, prefetch_pointer=rng.random() < 0.85, upgrade_mode=rng.choice(MODES)
     )
+    _check(table, demands, budget, policy, recency, future)
+
+
+def _check(
+    table: PageTable,
+    demands: dict[str, Fidelity],
+    budget: int,
+    policy: SelectorPolicy,
+    recency: dict[str, float],
+    future: dict[str, int],
+) -> None:
     want = ref.select(list(table.values()), demands, budget, ref.SelectorPolicy(**_fields(policy)), recency, future)
     got = select(table, demands, budget, policy, recency, future)
+    shown = got.shown_rows()  # before ``choices``: read off what was placed, not off the whole-table trace
     assert _trace(got) == _trace(want), (policy, budget, demands)
     for c in want.choices:
         assert got.level_of(c.page_id) == c.level
     assert got.resident() == {c.page_id: c.level for c in want.choices if c.level > Fidelity.NONE}
+    unmet = set(want.unmet_required)
+    listed = [(c.page_id, c.level, c.tokens, c.reason) for c in want.choices if c.level or c.page_id in unmet]
+    assert shown == listed == got.shown_rows(), (policy, budget, demands)
+    assert got.shown() == tuple(Choice(*row) for row in listed)
 
 
 def _fields(policy: SelectorPolicy) -> dict[str, object]:
@@ -116,6 +134,24 @@ def test_indexed_selector_matches_the_whole_table_selector_as_the_table_changes(
             table[pid] = page
         if not table:
             table["p000"] = _page(rng, "p000")
+
+
+def test_selection_at_10000_pages_matches_the_whole_table_selector() -> None:
+    """The bench's 10,000-page table (the workload of the stdio context_assemble figure), turn after turn:
+    recency builds up from demands and decays, pages get new versions, and the budgets run from the paper's sweep
+    to more than the table holds at pointer. Every decision must be the reference selector's."""
+    table = PageTable(make_pages(make_requests(10_000), TokenCounter()))
+    ids = sorted(table.sizes)
+    rng = random.Random(10_000)
+    recency: dict[str, float] = {}
+    for turn, budget in enumerate((4000, 300, 4000, 120, 20_000, 4000, 400_000, 0)):
+        demands = {pid: rng.choice(STORED_LEVELS) for pid in rng.sample(ids, turn % 3)}
+        future = {pid: rng.randint(1, 3) for pid in rng.sample(ids, 3)}
+        mode: UpgradeMode = ("clawvm", "oracle", "recency", "lru")[turn % 4]
+        _check(table, demands, budget, SelectorPolicy(upgrade_mode=mode), recency, future)
+        decay_recency(recency, demands)
+        for pid in rng.sample(ids, 2):  # new versions: other sizes, perhaps another pin or floor
+            table[pid] = replace(_page(rng, pid), deleted=False)
 
 
 def test_page_table_sums_follow_every_change() -> None:

@@ -13,7 +13,7 @@ from ..faults import FaultEvent, FaultKind
 from ..pages import PROMPT_ORDER, Fidelity, Page
 from ..selector import Selection, select
 from .policy import EnginePolicy
-from .results import AssembledPage, AssembleResult
+from .results import AssembleResult
 from .session import SessionState
 
 Trace = Literal["shown", "full"]
@@ -79,7 +79,7 @@ _TAG = re.compile(r"<(/?)(page)", re.IGNORECASE)
 def escape(text: str) -> str:
     """Page text can never open or close a block: ``<page`` and ``</page`` (any case) become ``&lt;page`` and
     ``&lt;/page``, so no content forges another page."""
-    return _TAG.sub(r"&lt;\1\2", text)
+    return _TAG.sub(r"&lt;\1\2", text) if "<" in text else text  # most texts hold no "<": no regex pass
 
 
 def block(page: Page, level: Fidelity) -> str:
@@ -92,22 +92,34 @@ def block(page: Page, level: Fidelity) -> str:
 
 def render(state: SessionState, selection: Selection, trace: Trace = "shown") -> AssembleResult:
     """The prompt in DESIGN order (bootstrap, constraint, plan, ...; page id within a type) and the decision
-    trace: by default the pages shown or unmet (``dropped`` counts the rest), with ``full`` every page."""
-    shown = selection.shown()  # the whole-table trace is built only for trace="full"
-    chosen = sorted(
-        (c for c in shown if c.level > Fidelity.NONE),
-        key=lambda c: (PROMPT_ORDER[state.pages[c.page_id].type], c.page_id),
+    trace: by default the pages shown or unmet (``dropped`` counts the rest), with ``full`` every page.
+
+    Built from the selection's plain rows and validated once as a whole: a ``Choice`` and an ``AssembledPage``
+    per listed page cost more than the rest of the rendering at a few hundred pages."""
+    rows = selection.shown_rows()  # in page_id order; the whole-table trace is built only for trace="full"
+    table = state.pages
+    placed: list[tuple[int, Page, Fidelity]] = []
+    for pid, level, _, _ in rows:
+        if level > Fidelity.NONE:
+            page = table[pid]
+            placed.append((PROMPT_ORDER[page.type], page, level))
+    placed.sort(key=_prompt_rank)  # stable: page_id order within a type
+    prompt = "\n".join([block(page, level) for _, page, level in placed])
+    listed = rows if trace == "shown" else [(c.page_id, c.level, c.tokens, c.reason) for c in selection.choices]
+    return AssembleResult.model_validate(
+        {
+            "prompt": prompt,
+            "pages": [{"page_id": p, "level": lv.label, "tokens": t, "reason": r} for p, lv, t, r in listed],
+            "dropped": selection.table_size - len(rows),
+            "tokens_used": selection.tokens_used,
+            "budget": selection.budget,
+            "unmet_required": list(selection.unmet_required),
+            "physical_insufficiency": selection.physical_insufficiency,
+            "shortfall_tokens": selection.shortfall_tokens,
+            "turn": state.turn,
+        }
     )
-    prompt = "\n".join(block(state.pages[c.page_id], c.level) for c in chosen)
-    listed = selection.choices if trace == "full" else shown
-    return AssembleResult(
-        prompt=prompt,
-        pages=[AssembledPage(page_id=c.page_id, level=c.level.label, tokens=c.tokens, reason=c.reason) for c in listed],
-        dropped=selection.table_size - len(shown),
-        tokens_used=selection.tokens_used,
-        budget=selection.budget,
-        unmet_required=list(selection.unmet_required),
-        physical_insufficiency=selection.physical_insufficiency,
-        shortfall_tokens=selection.shortfall_tokens,
-        turn=state.turn,
-    )
+
+
+def _prompt_rank(item: tuple[int, Page, Fidelity]) -> int:
+    return item[0]

