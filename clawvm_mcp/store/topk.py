@@ -1,0 +1,192 @@
+"""Exact BM25 top-k that does not score every matching row: MaxScore over the store's own postings.
+
+FTS5 has no dynamic pruning: ``bm25()`` runs for every row the MATCH yields, and its idf pass walks each term's
+whole doclist, so one session of 95,000 pages whose question terms match 4,500 rows costs tens of milliseconds.
+Here each term gets an upper bound of what it can add to any page of the searched namespaces (its idf times the
+largest saturation any stored (freq, length) pair reaches at today's average length). Terms are taken rarest-bound
+first; once the k-th best partial score of the pages seen so far beats the sum of the bounds of the terms not yet
+read, no unseen page can enter the top k, and the common terms are only looked up for the few pages that can still
+get there (each lookup tightening the threshold again). The scores are FTS5's, bit for bit: same idf, same average
+length, same formula, summed in the query's term order, so the ranking (ties broken by page id, then namespace, by
+the caller) is the exhaustive one; ``tests/test_recall.py`` checks it against FTS5 ``bm25()`` on LoCoMo.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Generator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .search import K1, B
+
+MARGIN = 1e-9  # slack on every bound comparison: float sums of bounded parts may round by an ulp or so
+EXHAUSTIVE_POSTINGS = 1_500  # at most this many postings in all: read them at once, planning would cost more
+
+
+@dataclass(frozen=True, slots=True)
+class TermPlan:
+    """One query term as the store knows it: its idf over the whole index, its bound over the searched namespaces'
+    pages, and how many postings it has there."""
+
+    position: int  # index in the query's term order, the order scores are summed in
+    term: str
+    idf: float
+    bound: float
+    postings: int
+
+
+@dataclass(frozen=True, slots=True)
+class Scored:
+    docid: int
+    score: float
+    matched: int  # how many of the query's terms the page holds
+
+
+@dataclass(frozen=True, slots=True)
+class Fetch:
+    """Read these terms' whole posting lists in the searched namespaces: rows (docid, term, freq, length)."""
+
+    terms: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """Look these terms up for these pages only: rows (docid, term, freq)."""
+
+    terms: tuple[str, ...]
+    docids: tuple[int, ...]
+
+
+Rows = Sequence[Sequence[Any]]
+Steps = Generator[Fetch | Probe, Rows, list[Scored]]  # sans I/O: the store answers each request with its rows
+
+
+def idf(rows: int, with_term: int) -> float:
+    """FTS5's BM25 idf: a term on more than half the rows weighs 1e-6, not less than nothing."""
+    value = math.log((rows - with_term + 0.5) / (with_term + 0.5))
+    return value if value > 0.0 else 1e-6
+
+
+def saturation(freq: float, length: float, avg: float) -> float:
+    """What FTS5's bm25() multiplies a term's idf by, written in its operation order (so the doubles agree)."""
+    return (freq * (K1 + 1.0)) / (freq + K1 * (1 - B + B * length / avg))
+
+
+def bound(idf_value: float, shapes: Sequence[tuple[int, int]], avg: float) -> float:
+    """The most a term adds to any page: ``shapes`` are (weighted freq, the shortest length seen at it) pairs, and
+    saturation grows with freq and falls with length, so the best pair is an upper bound for every page."""
+    return max((idf_value * saturation(f, n, avg) for f, n in shapes), default=0.0)
+
+
+def plan(
+    terms: Sequence[str],
+    rows: int,
+    df: Mapping[str, int],
+    shapes: Mapping[str, Sequence[tuple[int, int]]],
+    counts: Mapping[str, int],
+    avg: float,
+) -> list[TermPlan]:
+    """The query's terms that have postings in the searched namespaces, with their idf and bounds."""
+    out = []
+    for i, term in enumerate(terms):
+        if counts.get(term, 0) <= 0:
+            continue
+        w = idf(rows, df.get(term, 0))
+        out.append(TermPlan(i, term, w, bound(w, shapes.get(term, ()), avg), counts[term]))
+    return out
+
+
+class _Doc:
+    __slots__ = ("length", "parts", "score")
+
+    def __init__(self, length: int, slots: int) -> None:
+        self.length = length
+        self.parts: list[float | None] = [None] * slots  # per planned term: its contribution once known (0.0: absent)
+        self.score = 0.0  # the sum of the known parts (a lower bound of the final score)
+
+    def add(self, slot: int, value: float) -> None:
+        self.parts[slot] = value
+        self.score += value
+
+    def exact(self) -> float:
+        """The score summed in query order, as FTS5 sums it (adding 0.0 for an absent term changes nothing)."""
+        total = 0.0
+        for part in self.parts:
+            total += part or 0.0
+        return total
+
+
+def _kth(docs: Mapping[int, _Doc], k: int) -> float:
+    """The k-th best known score, lowered by the slack (0 while fewer than k pages are known): a page whose bound
+    is below it is below the k-th page's final score, with room for rounding."""
+    if len(docs) < k:
+        return 0.0
+    kth = heapq.nlargest(k, (d.score for d in docs.values()))[-1]
+    return kth - MARGIN * (abs(kth) + 1.0)
+
+
+def top_k(terms: Sequence[TermPlan], avg: float, k: int) -> Steps:
+    """Every page that can rank in the top ``k``, exactly scored, best first; pages tied with the k-th are all
+    kept, so the caller's tie-break (page id, namespace) cuts the same list the exhaustive ranking would."""
+    if not terms or k < 1:
+        return []
+    if sum(t.postings for t in terms) <= EXHAUSTIVE_POSTINGS:
+        return _cut(_score_all(terms, avg, (yield Fetch(tuple(t.term for t in terms)))), k)
+    slots = sorted(terms, key=lambda t: t.position)  # parts are kept in query order
+    slot_of = {t.term: i for i, t in enumerate(slots)}
+    docs: dict[int, _Doc] = {}
+    order = sorted(terms, key=lambda t: (-t.bound, t.postings))  # the terms that can add most come first
+    read: list[TermPlan] = []
+    rest = list(order)
+    while rest:  # read whole posting lists until no unseen page can reach the top k
+        term = rest.pop(0)
+        read.append(term)
+        slot = slot_of[term.term]
+        for docid, _, freq, length in (yield Fetch((term.term,))):
+            doc = docs.get(docid)
+            if doc is None:
+                doc = docs[docid] = _Doc(length, len(slots))
+            doc.add(slot, term.idf * saturation(freq, length, avg))
+        if rest and _kth(docs, k) > sum(t.bound for t in rest):
+            break
+    for doc in docs.values():  # the terms read in full: a page without one of them has 0.0 there
+        for t in read:
+            if doc.parts[slot_of[t.term]] is None:
+                doc.parts[slot_of[t.term]] = 0.0
+    live = docs
+    while rest:  # the rest are looked up only for pages that can still reach the k-th score
+        remaining = sum(t.bound for t in rest)
+        threshold = _kth(live, k)
+        live = {d: doc for d, doc in live.items() if doc.score + remaining >= threshold}
+        term = rest.pop(0)
+        found = {row[0]: row[2] for row in (yield Probe((term.term,), tuple(sorted(live))))}
+        slot = slot_of[term.term]
+        for docid, doc in live.items():
+            freq = found.get(docid)
+            doc.add(slot, 0.0 if freq is None else term.idf * saturation(freq, doc.length, avg))
+    return _cut([Scored(d, doc.exact(), sum(1 for p in doc.parts if p)) for d, doc in live.items()], k)
+
+
+def _score_all(terms: Sequence[TermPlan], avg: float, rows: Rows) -> list[Scored]:
+    """Every page of the rows scored: each term's rows in query order, so each page's sum runs as FTS5's does."""
+    by_term: dict[str, list[Sequence[Any]]] = {}
+    for row in rows:
+        by_term.setdefault(row[1], []).append(row)
+    score: dict[int, float] = {}
+    held: dict[int, int] = {}
+    for t in sorted(terms, key=lambda t: t.position):
+        w = t.idf
+        for docid, _, freq, length in by_term.get(t.term, ()):
+            score[docid] = score.get(docid, 0.0) + w * saturation(freq, length, avg)
+            held[docid] = held.get(docid, 0) + 1
+    return [Scored(d, s, held[d]) for d, s in score.items()]
+
+
+def _cut(scored: list[Scored], k: int) -> list[Scored]:
+    """Best first, and nothing below the k-th score (ties with it stay, for the caller's tie-break)."""
+    if len(scored) > k:
+        cut = heapq.nlargest(k, (s.score for s in scored))[-1]
+        scored = [s for s in scored if s.score >= cut]
+    return sorted(scored, key=lambda s: -s.score)
