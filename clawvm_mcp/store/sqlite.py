@@ -317,7 +317,7 @@ SEARCH_TYPE_JOIN = " JOIN pages t ON t.namespace = d.namespace AND t.page_id = d
 # recall's own postings (store/topk.py). One trip for what planning needs: the index's row and token counts, each
 # term's document count, per (term, freq) the shortest length in the namespaces, and the namespaces' ids
 SEARCH_STATS = (
-    "SELECT 0, '', rows, tokens, 0 FROM recall_stats"
+    "SELECT 0, '', rows, tokens, 0 FROM recall_stats WHERE id = 1"
     " UNION ALL SELECT 1, term, df, 0, 0 FROM recall_terms WHERE term IN ({terms})"
     " UNION ALL SELECT 2, b.term, b.freq, min(b.len), sum(b.n) FROM recall_bounds b"
     " JOIN recall_ns n ON n.nsid = b.nsid WHERE n.namespace IN ({ns}) AND b.term IN ({terms}) AND b.n > 0"
