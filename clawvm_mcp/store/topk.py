@@ -17,6 +17,8 @@ import heapq
 import math
 from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import groupby
+from operator import itemgetter
 from typing import Any
 
 from .search import K1, B
@@ -133,7 +135,7 @@ def top_k(terms: Sequence[TermPlan], avg: float, k: int) -> Steps:
     if not terms or k < 1:
         return []
     if sum(t.postings for t in terms) <= EXHAUSTIVE_POSTINGS:
-        return _cut(_score_all(terms, avg, (yield Fetch(tuple(t.term for t in terms)))), k)
+        return _score_all(terms, avg, (yield Fetch(tuple(t.term for t in terms))), k)
     slots = sorted(terms, key=lambda t: t.position)  # parts are kept in query order
     slot_of = {t.term: i for i, t in enumerate(slots)}
     docs: dict[int, _Doc] = {}
@@ -169,19 +171,26 @@ def top_k(terms: Sequence[TermPlan], avg: float, k: int) -> Steps:
     return _cut([Scored(d, doc.exact(), sum(1 for p in doc.parts if p)) for d, doc in live.items()], k)
 
 
-def _score_all(terms: Sequence[TermPlan], avg: float, rows: Rows) -> list[Scored]:
-    """Every page of the rows scored: each term's rows in query order, so each page's sum runs as FTS5's does."""
+def _score_all(terms: Sequence[TermPlan], avg: float, rows: Rows, k: int) -> list[Scored]:
+    """Every page of the rows scored, and those that reach the k-th score kept: each term's rows are added in
+    query order, so each page's sum runs as FTS5's does (a length's norm is computed once, the same double)."""
     by_term: dict[str, list[Sequence[Any]]] = {}
-    for row in rows:
-        by_term.setdefault(row[1], []).append(row)
+    for term, run in groupby(rows, key=itemgetter(1)):  # rows come in (namespace, term) runs
+        by_term.setdefault(term, []).extend(run)
     score: dict[int, float] = {}
     held: dict[int, int] = {}
+    norms: dict[int, float] = {}
+    k1_plus = K1 + 1.0
     for t in sorted(terms, key=lambda t: t.position):
         w = t.idf
         for docid, _, freq, length in by_term.get(t.term, ()):
-            score[docid] = score.get(docid, 0.0) + w * saturation(freq, length, avg)
+            norm = norms.get(length)
+            if norm is None:
+                norm = norms[length] = K1 * (1 - B + B * length / avg)
+            score[docid] = score.get(docid, 0.0) + w * ((freq * k1_plus) / (freq + norm))
             held[docid] = held.get(docid, 0) + 1
-    return [Scored(d, s, held[d]) for d, s in score.items()]
+    cut = heapq.nlargest(k, score.values())[-1] if len(score) > k else -math.inf
+    return _cut([Scored(d, s, held[d]) for d, s in score.items() if s >= cut], k)
 
 
 def _cut(scored: list[Scored], k: int) -> list[Scored]:
