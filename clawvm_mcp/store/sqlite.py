@@ -265,7 +265,7 @@ COMMIT_VIEW = (
         -- ... and the live page's in
         INSERT INTO recall_ns(namespace) SELECT NEW.namespace WHERE NEW.deleted = 0 ON CONFLICT DO NOTHING;
         INSERT INTO recall_docs(docid, nsid, type, len, terms)
-        SELECT d.docid, n.nsid, NEW.type, NEW.postings ->> '$[0]', NEW.postings -> '$[1]'
+        SELECT d.docid, n.nsid, NEW.type, json_extract(NEW.postings, '$[0]'), json_extract(NEW.postings, '$[1]')
         FROM page_docs d, recall_ns n
         WHERE d.namespace = NEW.namespace AND d.page_id = NEW.page_id AND n.namespace = NEW.namespace
             AND NEW.deleted = 0;
