@@ -100,33 +100,25 @@ def plan(
     return out
 
 
-class _Doc:
-    __slots__ = ("length", "parts", "score")
-
-    def __init__(self, length: int, slots: int) -> None:
-        self.length = length
-        self.parts: list[float | None] = [None] * slots  # per planned term: its contribution once known (0.0: absent)
-        self.score = 0.0  # the sum of the known parts (a lower bound of the final score)
-
-    def add(self, slot: int, value: float) -> None:
-        self.parts[slot] = value
-        self.score += value
-
-    def exact(self) -> float:
-        """The score summed in query order, as FTS5 sums it (adding 0.0 for an absent term changes nothing)."""
-        total = 0.0
-        for part in self.parts:
-            total += part or 0.0
-        return total
-
-
-def _kth(docs: Mapping[int, _Doc], k: int) -> float:
+def _kth(scores: Mapping[int, float], k: int) -> float:
     """The k-th best known score, lowered by the slack (0 while fewer than k pages are known): a page whose bound
     is below it is below the k-th page's final score, with room for rounding."""
-    if len(docs) < k:
+    if len(scores) < k:
         return 0.0
-    kth = heapq.nlargest(k, (d.score for d in docs.values()))[-1]
+    kth = heapq.nlargest(k, scores.values())[-1]
     return kth - MARGIN * (abs(kth) + 1.0)
+
+
+class _Norms(dict[int, float]):
+    """BM25's length norm per page length, computed once per query (the same double FTS5 computes per row)."""
+
+    def __init__(self, avg: float) -> None:
+        super().__init__()
+        self.avg = avg
+
+    def __missing__(self, length: int) -> float:
+        value = self[length] = K1 * (1 - B + B * length / self.avg)
+        return value
 
 
 def top_k(terms: Sequence[TermPlan], avg: float, k: int) -> Steps:
@@ -136,39 +128,41 @@ def top_k(terms: Sequence[TermPlan], avg: float, k: int) -> Steps:
         return []
     if sum(t.postings for t in terms) <= EXHAUSTIVE_POSTINGS:
         return _score_all(terms, avg, (yield Fetch(tuple(t.term for t in terms))), k)
-    slots = sorted(terms, key=lambda t: t.position)  # parts are kept in query order
-    slot_of = {t.term: i for i, t in enumerate(slots)}
-    docs: dict[int, _Doc] = {}
-    order = sorted(terms, key=lambda t: (-t.bound, t.postings))  # the terms that can add most come first
-    read: list[TermPlan] = []
-    rest = list(order)
+    norms = _Norms(avg)
+    k1_plus = K1 + 1.0
+    parts: dict[str, dict[int, float]] = {}  # per term: its contribution to each page it is known on
+    score: dict[int, float] = {}  # the sum of a page's known parts: a lower bound of its final score
+    lengths: dict[int, int] = {}
+    rest = sorted(terms, key=lambda t: (-t.bound, t.postings))  # the terms that can add most come first
     while rest:  # read whole posting lists until no unseen page can reach the top k
         term = rest.pop(0)
-        read.append(term)
-        slot = slot_of[term.term]
+        w, got = term.idf, parts.setdefault(term.term, {})
         for docid, _, freq, length in (yield Fetch((term.term,))):
-            doc = docs.get(docid)
-            if doc is None:
-                doc = docs[docid] = _Doc(length, len(slots))
-            doc.add(slot, term.idf * saturation(freq, length, avg))
-        if rest and _kth(docs, k) > sum(t.bound for t in rest):
+            c = got[docid] = w * ((freq * k1_plus) / (freq + norms[length]))
+            score[docid] = score.get(docid, 0.0) + c
+            lengths[docid] = length
+        if rest and _kth(score, k) > sum(t.bound for t in rest):
             break
-    for doc in docs.values():  # the terms read in full: a page without one of them has 0.0 there
-        for t in read:
-            if doc.parts[slot_of[t.term]] is None:
-                doc.parts[slot_of[t.term]] = 0.0
-    live = docs
     while rest:  # the rest are looked up only for pages that can still reach the k-th score
-        remaining = sum(t.bound for t in rest)
-        threshold = _kth(live, k)
-        live = {d: doc for d, doc in live.items() if doc.score + remaining >= threshold}
+        remaining, threshold = sum(t.bound for t in rest), _kth(score, k)
+        score = {d: s for d, s in score.items() if s + remaining >= threshold}
         term = rest.pop(0)
-        found = {row[0]: row[2] for row in (yield Probe((term.term,), tuple(sorted(live))))}
-        slot = slot_of[term.term]
-        for docid, doc in live.items():
-            freq = found.get(docid)
-            doc.add(slot, 0.0 if freq is None else term.idf * saturation(freq, doc.length, avg))
-    return _cut([Scored(d, doc.exact(), sum(1 for p in doc.parts if p)) for d, doc in live.items()], k)
+        w, got = term.idf, parts.setdefault(term.term, {})
+        for docid, _, freq in (yield Probe((term.term,), tuple(sorted(score)))):
+            c = got[docid] = w * ((freq * k1_plus) / (freq + norms[lengths[docid]]))
+            score[docid] += c
+    threshold = _kth(score, k)  # every part is known now: only the pages near the k-th need their exact sum
+    in_order = [parts.get(t.term, {}) for t in sorted(terms, key=lambda t: t.position)]
+    scored = []
+    for docid in (d for d, s in score.items() if s >= threshold):  # each term read whole or looked up for it
+        total, held = 0.0, 0
+        for known in in_order:  # summed in query order, as FTS5 sums (an absent term adds nothing)
+            c = known.get(docid)
+            if c is not None:
+                total += c
+                held += 1
+        scored.append(Scored(docid, total, held))
+    return _cut(scored, k)
 
 
 def _score_all(terms: Sequence[TermPlan], avg: float, rows: Rows, k: int) -> list[Scored]:
@@ -179,14 +173,12 @@ def _score_all(terms: Sequence[TermPlan], avg: float, rows: Rows, k: int) -> lis
         by_term.setdefault(term, []).extend(run)
     score: dict[int, float] = {}
     held: dict[int, int] = {}
-    norms: dict[int, float] = {}
+    norms = _Norms(avg)
     k1_plus = K1 + 1.0
     for t in sorted(terms, key=lambda t: t.position):
         w = t.idf
         for docid, _, freq, length in by_term.get(t.term, ()):
-            norm = norms.get(length)
-            if norm is None:
-                norm = norms[length] = K1 * (1 - B + B * length / avg)
+            norm = norms[length]
             score[docid] = score.get(docid, 0.0) + w * ((freq * k1_plus) / (freq + norm))
             held[docid] = held.get(docid, 0) + 1
     cut = heapq.nlargest(k, score.values())[-1] if len(score) > k else -math.inf
