@@ -5,8 +5,11 @@ conversation is one session, each turn (or, at ``--granularity session``, each c
 written through ``page_write``; every question is asked through ``recall(limit=10)`` over a real MCP client, and
 scored against its evidence. Next to it, in the same run and on the same stored texts: SQLite FTS5 bm25 with its
 default tokenizer, FTS5 with porter stemming, and a random ranking. Latency is taken three ways: the MCP tool call
-in process, the engine call in process, and (``--stdio``) the tool call to a ``clawvm-mcp serve`` child. With the
-``semantic`` extra installed, two more rows: wordllama's vectors alone, and fused with recall's ranking by RRF.
+in process, the engine call in process (each question also ranked by FTS5's bm25() over every match, the exhaustive
+baseline), and (``--stdio``) the tool call to a ``clawvm-mcp serve`` child. ``--scale PAGES`` then grows the store
+with copies of the pages (``--layout sessions``: in sessions of their own; ``one``: all in conv-26's session) and
+times the engine again. With the ``semantic`` extra installed, two more rows: wordllama's vectors alone, and fused
+with recall's ranking by RRF.
 
 R@k is the share of a question's evidence pages in the top k, averaged over questions; MRR the reciprocal rank of
 the first evidence page in the top 10 (0 if none). Method and numbers: docs/performance.md, "Recall".

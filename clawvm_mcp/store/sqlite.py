@@ -386,7 +386,8 @@ def _create_private(path: Path) -> None:
 
 
 class SQLiteStore:
-    """One aiosqlite connection per process; SQLite's file locks arbitrate between processes."""
+    """One aiosqlite connection per process, plus recall's read connection for a file database; SQLite's file locks
+    arbitrate between processes."""
 
     def __init__(self, conn: aiosqlite.Connection, path: str, timeout: float = DEFAULT_STORE_TIMEOUT) -> None:
         self._conn = conn
@@ -991,8 +992,8 @@ def _marks(values: Sequence[object]) -> str:
 def _search_steps(
     namespaces: list[str], terms: list[str], page_type: str | None, limit: int
 ) -> Generator[tuple[str, list[Any]], list[Any], list[SearchHit]]:
-    """recall's search as the statements it runs, each answered with its rows (sans I/O: one driver answers on
-    the aiosqlite connection, the other on the read connection in a worker thread)."""
+    """recall's search as the statements it runs, each answered with its rows (sans I/O: ``:memory:`` answers on
+    the aiosqlite connection, a file database on its read connection)."""
     stats = yield (
         SEARCH_STATS.format(ns=_marks(namespaces), terms=_marks(terms)),
         [*terms, *namespaces, *terms, *namespaces],
