@@ -249,7 +249,7 @@ def _assert_index_is_table(path: str) -> None:
 
 def _assert_postings_are_table(path: str) -> None:
     """recall's own postings hold exactly each live page's weighted freqs and length, and every count and bound
-    they carry agrees with them and with FTS5's own row and token counts."""
+    they carry agrees with them (and the row count with FTS5's; its token count is checked through the scores)."""
     want: dict[tuple[str, str, str], tuple[int, int]] = {}
     lengths: list[int] = []
     for ns, pid, text in _rows(path, "SELECT namespace, page_id, search_text FROM pages WHERE deleted = 0"):
