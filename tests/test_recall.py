@@ -22,15 +22,17 @@ from mcp import Client
 
 from clawvm_mcp import semantic
 from clawvm_mcp.engine import ClawVMEngine
+from clawvm_mcp.engine.session import session_namespace
 from clawvm_mcp.journal import Op, WriteRequest
 from clawvm_mcp.pages import PageType, Provenance
+from clawvm_mcp.replay.bench_recall import Conversation, default_data, load_locomo, scale_up
 from clawvm_mcp.server import ServerConfig, create_server
-from clawvm_mcp.store import SQLiteStore
+from clawvm_mcp.store import SQLiteStore, topk
 from clawvm_mcp.store import sqlite as sqlite_store
 from clawvm_mcp.store.base import PageCommit, SearchHit
 from clawvm_mcp.store.memory import MemoryStore
 from clawvm_mcp.store.porter import stem
-from clawvm_mcp.store.search import match_expression, query_terms, tokens
+from clawvm_mcp.store.search import decode, match_expression, query_terms, tokens, weighted
 
 from .conftest import PROV as WIRE_PROV
 from .conftest import call
@@ -197,6 +199,31 @@ async def test_the_plan_is_one_fts_match_with_top_k_in_sql(store: SQLiteStore, p
     ]
 
 
+async def test_postings_statements_seek_their_keys(store: SQLiteStore) -> None:
+    """Every statement of a search seeks the keys it names: no table is scanned whatever its size."""
+    path = store.path
+    fetch = sqlite_store.SEARCH_FETCH.format(type_join="", ns="?", terms="?,?")
+    typed = sqlite_store.SEARCH_FETCH.format(type_join=sqlite_store.SEARCH_FETCH_TYPE, ns="?", terms="?,?")
+    probe = sqlite_store.SEARCH_PROBE.format(ns="?", terms="?")
+    stats = sqlite_store.SEARCH_STATS.format(ns="?,?", terms="?,?")
+    plans = {
+        name: " | ".join(r[-1] for r in _rows(path, "EXPLAIN QUERY PLAN " + sql, params))
+        for name, sql, params in [
+            ("fetch", fetch, (1, "a", "b")),
+            ("typed", typed, ("evidence", 1, "a", "b")),
+            ("probe", probe, (1, "a", "[1,2]")),
+            ("stats", stats, ("a", "b", NS, "p:x", "a", "b", NS, "p:x")),
+            ("bodies", sqlite_store.SEARCH_BODIES, ("[1,2]",)),
+        ]
+    }
+    assert "SCAN" not in plans["fetch"].replace("SCAN json_each", ""), plans
+    assert "SEARCH p USING PRIMARY KEY (nsid=? AND term=?)" in plans["fetch"], plans
+    assert "SEARCH r USING INTEGER PRIMARY KEY (rowid=?)" in plans["typed"], plans
+    assert "SEARCH recall_postings USING PRIMARY KEY (nsid=? AND term=? AND docid=?)" in plans["probe"], plans
+    for name in ("stats", "bodies", "typed", "probe"):
+        assert " SCAN recall" not in " " + plans[name] and "SCAN d" not in plans[name], plans[name]
+
+
 # ---------------------------------------------------------------- the index is the table
 
 
@@ -217,6 +244,47 @@ def _assert_index_is_table(path: str) -> None:
     assert indexed == live
     tokens_of = _rows(path, "SELECT f.ns, d.namespace FROM page_fts f JOIN page_docs d ON d.docid = f.rowid")
     assert all(tok == "ns" + ns.encode().hex() for tok, ns in tokens_of)
+    _assert_postings_are_table(path)
+
+
+def _assert_postings_are_table(path: str) -> None:
+    """recall's own postings hold exactly each live page's weighted freqs and length, and every count and bound
+    they carry agrees with them (and the row count with FTS5's; its token count is checked through the scores)."""
+    want: dict[tuple[str, str, str], tuple[int, int]] = {}
+    lengths: list[int] = []
+    for ns, pid, text in _rows(path, "SELECT namespace, page_id, search_text FROM pages WHERE deleted = 0"):
+        length, freq = weighted(decode(text))
+        lengths.append(length)
+        want.update({(ns, pid, term): (f, length) for term, f in freq.items()})
+    got = {
+        (ns, pid, term): (f, n)
+        for ns, pid, term, f, n in _rows(
+            path,
+            "SELECT s.namespace, d.page_id, p.term, p.freq, p.len FROM recall_postings p"
+            " JOIN recall_ns s ON s.nsid = p.nsid JOIN page_docs d ON d.docid = p.docid",
+        )
+    }
+    assert got == want
+    df: dict[str, int] = {}
+    for _, _, term in want:
+        df[term] = df.get(term, 0) + 1
+    assert dict(_rows(path, "SELECT term, df FROM recall_terms WHERE df > 0")) == df
+    assert _rows(path, "SELECT count(*) FROM recall_terms WHERE df < 0") == [(0,)]
+    assert _rows(path, "SELECT rows, tokens FROM recall_stats") == [(len(lengths), sum(lengths))]
+    if lengths:  # FTS5's own counts, as bm25() reads them: the averages record of page_fts
+        assert _rows(path, "SELECT count(*) FROM page_fts") == [(len(lengths),)]
+    shapes: dict[tuple[str, str, int], list[int]] = {}
+    for (ns, _, term), (f, length) in want.items():
+        shapes.setdefault((ns, term, f), []).append(length)
+    bounds = {
+        (ns, term, f): (n, length)
+        for ns, term, f, length, n in _rows(
+            path,
+            "SELECT s.namespace, b.term, b.freq, b.len, b.n FROM recall_bounds b JOIN recall_ns s ON s.nsid = b.nsid",
+        )
+    }
+    assert {key: n for key, (n, _) in bounds.items() if n} == {key: len(v) for key, v in shapes.items()}
+    assert all(bounds[key][1] <= min(v) for key, v in shapes.items())  # the shortest length seen, or shorter
 
 
 async def test_index_follows_every_commit_and_never_a_refused_one(store: SQLiteStore) -> None:
@@ -252,6 +320,116 @@ async def test_a_refused_commit_statement_leaves_the_index_as_it_was(store: SQLi
     assert await store.try_commit(PageCommit(NS, stale, 3)) is None
     assert _rows(store.path, "SELECT rowid, content FROM page_fts") == before
     _assert_index_is_table(store.path)
+
+
+# ---------------------------------------------------------------- exact top-k without scoring every match
+
+LOCOMO = default_data()
+
+
+async def _locomo_session(path: Path, pages: int) -> tuple[list[Conversation], str]:
+    """conv-26's turns and conv-30's through the engine, then copies of conv-30's turns in conv-26's session until
+    the store holds ``pages``: one large session whose common words match thousands of pages."""
+    conversations = load_locomo(LOCOMO, "turn")[:2]
+    store = await SQLiteStore.open(path)
+    try:
+        engine = ClawVMEngine(store)
+        for conv in conversations:
+            await engine.session_start(conv.session_id)
+            for page_id, content in conv.pages.items():
+                await _create(engine, page_id, content, "conversation", conv.session_id)
+    finally:
+        await store.close()
+    big = await scale_up(path, conversations, pages, "one")
+    assert big == conversations[0].session_id
+    return conversations, session_namespace(big)
+
+
+def _ranked(hits: list[SearchHit]) -> list[tuple[str, str, float, int]]:
+    return [(h.namespace, h.page_id, h.score, h.matched) for h in hits]
+
+
+@pytest.mark.skipif(not LOCOMO.is_file(), reason=f"LoCoMo is not at {LOCOMO}")
+async def test_top_k_is_fts5s_exhaustive_ranking_on_locomo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """conv-26's questions over 4,000 pages in its one session: the pruned top-k is FTS5 bm25()'s over every
+    matching row, page for page and score for score (same doubles), with and without a type filter, by MaxScore
+    as planned and with every query forced through it; and it did prune: common terms were only looked up."""
+    conversations, ns = await _locomo_session(tmp_path / "big.db", 4_000)
+    requests: list[topk.Fetch | topk.Probe] = []
+    real = topk.top_k
+
+    def counting(terms: Any, avg: float, k: int) -> topk.Steps:
+        steps = real(terms, avg, k)
+        try:
+            request = next(steps)
+            while True:
+                requests.append(request)
+                request = steps.send((yield request))
+        except StopIteration as done:
+            result: list[topk.Scored] = done.value
+            return result
+
+    monkeypatch.setattr(topk, "top_k", counting)
+    store = await SQLiteStore.open(tmp_path / "big.db")
+    try:
+        assert await store.count_pages(ns) == 4_000 - len(conversations[1].pages)
+        questions = [q.text for q in conversations[0].questions]
+        for forced in (False, True):
+            if forced:
+                monkeypatch.setattr(topk, "EXHAUSTIVE_POSTINGS", 0)
+            for i, text in enumerate(questions):
+                terms = query_terms(text)
+                for limit, page_type in ((10, None), (1, None), (5, "conversation" if i % 2 else "evidence")):
+                    want = await store.search_fts([ns, "p:default"], terms, page_type, limit)
+                    assert _ranked(await store.search([ns, "p:default"], terms, page_type, limit)) == _ranked(want)
+        probes = [r for r in requests if isinstance(r, topk.Probe)]
+        assert len(probes) > len(questions) // 2
+        assert any(len(r.docids) < 100 for r in probes)  # a common term looked up for a few pages, not read whole
+    finally:
+        await store.close()
+
+
+async def test_memory_database_searches_on_its_one_connection() -> None:
+    """``:memory:`` has no second connection to read on: the same steps run on the aiosqlite connection."""
+    store = await SQLiteStore.open(":memory:")
+    try:
+        engine = await _engine(store)
+        for i in range(30):
+            await _create(engine, f"ev/{i}", f"quokka note {i}" + " deploy" * (i % 4))
+        for query in ("quokka", "deploy quokka", "note 7"):
+            terms = query_terms(query)
+            assert _ranked(await store.search([NS], terms, None, 10)) == _ranked(
+                await store.search_fts([NS], terms, None, 10)
+            )
+    finally:
+        await store.close()
+
+
+async def test_v4_database_gets_its_postings_at_open(tmp_path: Path) -> None:
+    """A database of schema v4 (FTS5 index, page heads, no postings) is given them by migration 5, ranking
+    unchanged."""
+    path = tmp_path / "v4.db"
+    store = await SQLiteStore.open(path)
+    try:
+        engine = await _engine(store)
+        for i in range(40):
+            await _create(engine, f"ev/{i}", f"{'quokka' if i % 3 else 'wombat'} note {i} deploy")
+        await engine.write("s", WriteRequest("delete", "ev/4", PROV, base_version=1))
+        before = _ranked(await store.search_fts([NS], query_terms("quokka deploy note"), None, 10))
+    finally:
+        await store.close()
+    with closing(sqlite3.connect(path)) as conn:  # what schema v4 had: the same tables less migration 5's
+        for table in ("recall_ns", "recall_docs", "recall_postings", "recall_terms", "recall_bounds", "recall_stats"):
+            conn.execute(f"DROP TABLE {table}")
+        conn.execute(f"PRAGMA user_version = {sqlite_store.POSTINGS_SCHEMA - 1}")
+        conn.commit()
+    store = await SQLiteStore.open(path)
+    try:
+        assert _rows(str(path), "PRAGMA user_version") == [(sqlite_store.SCHEMA_VERSION,)]
+        _assert_index_is_table(str(path))
+        assert _ranked(await store.search([NS], query_terms("quokka deploy note"), None, 10)) == before
+    finally:
+        await store.close()
 
 
 # ---------------------------------------------------------------- the in-memory store ranks the same

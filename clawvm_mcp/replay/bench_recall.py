@@ -5,8 +5,11 @@ conversation is one session, each turn (or, at ``--granularity session``, each c
 written through ``page_write``; every question is asked through ``recall(limit=10)`` over a real MCP client, and
 scored against its evidence. Next to it, in the same run and on the same stored texts: SQLite FTS5 bm25 with its
 default tokenizer, FTS5 with porter stemming, and a random ranking. Latency is taken three ways: the MCP tool call
-in process, the engine call in process, and (``--stdio``) the tool call to a ``clawvm-mcp serve`` child. With the
-``semantic`` extra installed, two more rows: wordllama's vectors alone, and fused with recall's ranking by RRF.
+in process, the engine call in process (each question also ranked by FTS5's bm25() over every match, the exhaustive
+baseline), and (``--stdio``) the tool call to a ``clawvm-mcp serve`` child. ``--scale PAGES`` then grows the store
+with copies of the pages (``--layout sessions``: in sessions of their own; ``one``: all in conv-26's session) and
+times the engine again. With the ``semantic`` extra installed, two more rows: wordllama's vectors alone, and fused
+with recall's ranking by RRF.
 
 R@k is the share of a question's evidence pages in the top k, averaged over questions; MRR the reciprocal rank of
 the first evidence page in the top 10 (0 if none). Method and numbers: docs/performance.md, "Recall".
@@ -26,20 +29,24 @@ import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from contextlib import closing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
 import anyio
 
 from ..engine import ClawVMEngine
+from ..engine.session import session_namespace
+from ..store.base import PageCommit
 from ..store.sqlite import SQLiteStore
 
 Granularity = Literal["turn", "session"]
+Layout = Literal["sessions", "one"]
 K = (1, 5, 10)
 LIMIT = 10
 PROV = {"source": "user", "ref": "ext:locomo", "turn": 0}
 QUICK_CONVERSATIONS, QUICK_QUESTIONS = 1, 60
+SCALE_BATCH = 1_000  # copies committed per transaction while --scale grows the store
 _DIA = re.compile(r"D(\d+):0*(\d+)$")
 _WORD = re.compile(r"\w+")
 
@@ -179,21 +186,72 @@ async def ask_mcp(client: Any, conversations: Sequence[Conversation]) -> tuple[Q
     return quality, Latency.of(seconds)
 
 
-async def ask_engine(db: Path, conversations: Sequence[Conversation]) -> Latency:
-    """The same questions straight to the engine in process: what recall costs without the protocol."""
+async def ask_engine(
+    db: Path, conversations: Sequence[Conversation], only: str | None = None
+) -> tuple[Quality, Latency, Latency]:
+    """The same questions straight to the engine in process: what recall costs without the protocol (``only``: the
+    questions of that one session). Each question is asked twice in a row, the second time with the store ranking
+    by FTS5's bm25() over every matching row (the exhaustive baseline, same engine path around it)."""
     store = await SQLiteStore.open(db)
-    seconds = []
+    quality, seconds, exhaustive = Quality(), [], []
+    pruned = store.search
     try:
         engine = ClawVMEngine(store)
         for conv in conversations:
+            if only is not None and conv.session_id != only:
+                continue
             await engine.session_start(conv.session_id)
             for q in conv.questions:
                 t0 = time.perf_counter()
-                await engine.recall(conv.session_id, q.text, None, LIMIT)
+                result = await engine.recall(conv.session_id, q.text, None, LIMIT)
                 seconds.append(time.perf_counter() - t0)
+                quality.add([r.page_id for r in result.results], q.evidence)
+                store.search = store.search_fts  # type: ignore[method-assign]
+                try:
+                    t0 = time.perf_counter()
+                    await engine.recall(conv.session_id, q.text, None, LIMIT)
+                    exhaustive.append(time.perf_counter() - t0)
+                finally:
+                    store.search = pruned  # type: ignore[method-assign]
     finally:
         await store.close()
-    return Latency.of(seconds)
+    return quality, Latency.of(seconds), Latency.of(exhaustive)
+
+
+async def scale_up(db: Path, conversations: Sequence[Conversation], total: int, layout: Layout) -> str | None:
+    """Grow the store to ``total`` pages with copies of the LoCoMo pages, committed through the store's own commit
+    statement in batches (the index moves as in any commit). ``sessions``: each conversation copied into new
+    sessions of its own (LoCoMo x N); ``one``: copies of the other conversations' turns all go into the first
+    conversation's session, which is returned (the one whose questions then search ~95% of the store)."""
+    store = await SQLiteStore.open(db)
+    try:
+        sources = []  # (conversation index, page) in dialog order
+        for i, conv in enumerate(conversations):
+            ns = session_namespace(conv.session_id)
+            for page_id in conv.pages:
+                page = await store.get_page(ns, page_id)
+                if page is not None:
+                    sources.append((i, page))
+        big = conversations[0].session_id if layout == "one" else None
+        pool = [(i, p) for i, p in sources if i != 0] if layout == "one" else sources
+        missing = total - len(sources)
+        batch: list[PageCommit] = []
+        for n in range(max(missing, 0)):
+            i, page = pool[n % len(pool)]
+            copy = n // len(pool) + 1
+            if big is not None:
+                ns, page_id = session_namespace(big), f"copy{copy}/{conversations[i].session_id}/{page.page_id}"
+            else:
+                ns, page_id = session_namespace(f"{conversations[i].session_id}-x{copy}"), page.page_id
+            batch.append(PageCommit(ns, replace(page, page_id=page_id, version=1), 0))
+            if len(batch) == SCALE_BATCH or n == missing - 1:
+                _, conflicts = await store.commit(batch)
+                if conflicts:
+                    raise RuntimeError(f"scaling up: {len(conflicts)} copies conflicted")
+                batch = []
+    finally:
+        await store.close()
+    return big
 
 
 def _child_env() -> dict[str, str]:
@@ -299,7 +357,13 @@ def random_baseline(conversations: Sequence[Conversation], seed: int = 0) -> Qua
 
 
 async def run(
-    data: Path, granularity: Granularity, quick: bool, stdio: bool, db_dir: Path
+    data: Path,
+    granularity: Granularity,
+    quick: bool,
+    stdio: bool,
+    db_dir: Path,
+    scale: int = 0,
+    layout: Layout = "sessions",
 ) -> tuple[list[Row], dict[str, Any]]:
     from mcp import Client
 
@@ -317,7 +381,9 @@ async def run(
         ingest_s = time.perf_counter() - t0
         quality, mcp_latency = await ask_mcp(client, conversations)
     rows = [Row("clawvm recall (MCP, in process)", quality, mcp_latency)]
-    rows.append(Row("  same, engine call in process", None, await ask_engine(db, conversations)))
+    _, engine_latency, fts_latency = await ask_engine(db, conversations)
+    rows.append(Row("  same, engine call in process", None, engine_latency))
+    rows.append(Row("  same, FTS5 bm25() over every match", None, fts_latency))
     if stdio:
         rows.append(Row("  same, MCP over stdio", None, await ask_stdio(db, conversations, 300 if quick else 1000)))
     pages = stored_pages(db)
@@ -325,6 +391,19 @@ async def run(
     rows.append(Row("FTS5 bm25 + porter", *fts_baseline(pages, conversations, "porter unicode61")))
     rows.append(Row("random", random_baseline(conversations)))
     rows.extend(await semantic_rows(db, conversations))
+    scaled = len(pages)
+    db_bytes = sum(p.stat().st_size for p in db_dir.glob("recall.db*"))
+    if scale > len(pages):  # after every baseline: they are figures of the LoCoMo store itself
+        t1 = time.perf_counter()
+        big = await scale_up(db, conversations, scale, layout)
+        scale_s = time.perf_counter() - t1
+        with closing(sqlite3.connect(db)) as conn:
+            scaled = int(conn.execute("SELECT count(*) FROM pages WHERE deleted = 0").fetchone()[0])
+        for only in (None, big) if big is not None else (None,):
+            name = f"clawvm engine at {scaled:,} pages ({layout})" if only is None else f"  {only}'s questions alone"
+            scaled_quality, scaled_latency, scaled_fts = await ask_engine(db, conversations, only)
+            rows.append(Row(name, scaled_quality, scaled_latency))
+            rows.append(Row("    same, FTS5 bm25() over every match", None, scaled_fts))
     meta = {
         "data": str(data),
         "granularity": granularity,
@@ -333,8 +412,12 @@ async def run(
         "pages": len(pages),
         "questions": sum(len(c.questions) for c in conversations),
         "ingest_s": ingest_s,
-        "db_bytes": sum(p.stat().st_size for p in db_dir.glob("recall.db*")),
+        "db_bytes": db_bytes,
+        "scaled_pages": scaled,
+        "layout": layout,
     }
+    if scaled > len(pages):
+        meta["scale_s"] = scale_s
     return rows, meta
 
 
@@ -342,7 +425,8 @@ def render(rows: Sequence[Row], meta: dict[str, Any]) -> str:
     lines = [
         f"LoCoMo, {meta['granularity']} level{' (quick)' if meta['quick'] else ''}: {meta['conversations']} "
         f"conversations, {meta['pages']:,} pages, {meta['questions']:,} questions "
-        f"(ingest {meta['ingest_s']:.1f} s over MCP, database {meta['db_bytes'] / 1e6:.1f} MB)",
+        f"(ingest {meta['ingest_s']:.1f} s over MCP, database {meta['db_bytes'] / 1e6:.1f} MB)"
+        + (f"; grown to {meta['scaled_pages']:,} in {meta['scale_s']:.0f} s" if "scale_s" in meta else ""),
         f"{'':34} {'R@1':>6} {'R@5':>6} {'R@10':>6} {'MRR':>6} {'p50 ms':>8} {'p95 ms':>8}",
     ]
     for row in rows:
@@ -358,7 +442,9 @@ def cmd_recall(args: argparse.Namespace) -> int:
         print(f"Error: no LoCoMo file at {args.data}; pass --data FILE (locomo10.json)", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory(prefix="clawvm-recall-") as tmp:
-        rows, meta = anyio.run(run, args.data, args.granularity, args.quick, args.stdio, Path(tmp))
+        rows, meta = anyio.run(
+            run, args.data, args.granularity, args.quick, args.stdio, Path(tmp), args.scale, args.layout
+        )
     print(render(rows, meta), flush=True)
     if args.json is not None:
         args.json.write_text(json.dumps({**meta, "rows": [r.as_json() for r in rows]}, indent=2) + "\n")
@@ -381,4 +467,17 @@ def register(modes: Any) -> None:
     )
     p.add_argument("--stdio", action="store_true", help="also time recall over stdio against a serve child")
     p.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the figures as JSON")
+    p.add_argument(
+        "--scale",
+        type=int,
+        default=0,
+        metavar="PAGES",
+        help="then grow the store to PAGES with copies of the LoCoMo pages and time the engine's recall again",
+    )
+    p.add_argument(
+        "--layout",
+        choices=["sessions", "one"],
+        default="sessions",
+        help="--scale's copies: in sessions of their own (LoCoMo x N), or all in the first conversation's session",
+    )
     p.set_defaults(func=cmd_recall)

@@ -160,6 +160,25 @@ def decode(search_text: str) -> SearchColumns:
     return SearchColumns(str(values[0]), str(values[1]), str(values[2]), str(values[3]))
 
 
+def weighted(cols: SearchColumns) -> tuple[int, dict[str, int]]:
+    """A page's row length as FTS5 counts it (the namespace token included) and each term's hits summed over the
+    columns times WEIGHTS: the two numbers bm25() reads of a row, which recall's own postings store."""
+    freq: Counter[str] = Counter()
+    length = 1
+    for weight, text in zip(WEIGHTS, cols.as_tuple(), strict=True):
+        words = text.split()
+        length += len(words)
+        for word in words:
+            freq[word] += int(weight)
+    return length, dict(freq)
+
+
+def encode_postings(cols: SearchColumns) -> str:
+    """``[length, {term: weighted freq}]``, what the commit trigger spreads into recall's postings."""
+    length, freq = weighted(cols)
+    return json.dumps([length, freq], ensure_ascii=False, separators=(",", ":"))
+
+
 def namespace_token(namespace: str) -> str:
     """The one token a namespace is indexed under (its UTF-8 bytes in hex, which the commit trigger computes as
     ``'ns' || lower(hex(namespace))``), so MATCH itself keeps to the caller's namespaces and BM25 is computed only

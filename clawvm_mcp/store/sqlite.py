@@ -9,7 +9,8 @@ import logging
 import os
 import sqlite3
 import stat
-from collections.abc import AsyncGenerator, Callable, Coroutine, Iterable, Sequence
+import threading
+from collections.abc import AsyncGenerator, Callable, Coroutine, Generator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
@@ -21,6 +22,7 @@ from ..canonical import dumps
 from ..faults import FaultEvent
 from ..pages import Page
 from ..paths import DEFAULT_STORE_TIMEOUT, store_timeout
+from . import topk
 from .base import (
     Committed,
     Conflict,
@@ -41,7 +43,17 @@ from .base import (
     session_from_row,
 )
 from .lazy import HEAD_KEYS, page_from_head, page_head
-from .search import WEIGHTS, columns, decode, encode, match_expression, matched, namespace_token, search_text
+from .search import (
+    WEIGHTS,
+    columns,
+    decode,
+    encode,
+    encode_postings,
+    match_expression,
+    matched,
+    namespace_token,
+    weighted,
+)
 
 log = logging.getLogger(__name__)
 APPLICATION_ID = 0x436C5756  # "ClWV": tells our files from any other SQLite database
@@ -203,13 +215,37 @@ MIGRATIONS: tuple[str, ...] = (
         UPDATE pages SET head = {head_of("NEW.body")} WHERE namespace = NEW.namespace AND page_id = NEW.page_id;
     END;
     """,
+    # 5: postings of our own for recall's exact top-k (store/topk.py): per (namespace, term) each live page's
+    # weighted freq and length; each term's document count over the whole index; per (namespace, term, freq) the
+    # shortest length seen (a bound that a delete leaves valid) and how many pages have it; the index's row and
+    # token counts. All of it equals what FTS5's bm25() reads, and the commit trigger moves it with the page.
+    """
+    CREATE TABLE recall_ns (nsid INTEGER PRIMARY KEY, namespace TEXT NOT NULL UNIQUE);
+    CREATE TABLE recall_docs (
+        docid INTEGER PRIMARY KEY, nsid INTEGER NOT NULL, type TEXT NOT NULL, len INTEGER NOT NULL,
+        terms TEXT NOT NULL
+    );
+    CREATE TABLE recall_postings (
+        nsid INTEGER NOT NULL, term TEXT NOT NULL, docid INTEGER NOT NULL, freq INTEGER NOT NULL, len INTEGER NOT NULL,
+        PRIMARY KEY (nsid, term, docid)
+    ) WITHOUT ROWID;
+    CREATE TABLE recall_terms (term TEXT PRIMARY KEY, df INTEGER NOT NULL) WITHOUT ROWID;
+    CREATE TABLE recall_bounds (
+        nsid INTEGER NOT NULL, term TEXT NOT NULL, freq INTEGER NOT NULL, len INTEGER NOT NULL, n INTEGER NOT NULL,
+        PRIMARY KEY (nsid, term, freq)
+    ) WITHOUT ROWID;
+    CREATE TABLE recall_stats (id INTEGER PRIMARY KEY CHECK (id = 1), rows INTEGER NOT NULL, tokens INTEGER NOT NULL);
+    INSERT INTO recall_stats VALUES (1, 0, 0);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 HEAD_SCHEMA = 4  # the migration that added page heads
 SEARCH_SCHEMA = 2  # the migration that built the recall index
+POSTINGS_SCHEMA = 5  # the migration that built recall's own postings
 INDEX_PROGRESS_EVERY = 10_000  # pages between progress lines while a migration indexes a large store
 INDEX_BATCH = 1_000  # pages indexed per round trip to the connection's thread
 LOAD_BATCH = 5_000  # pages read per round trip while a session loads (store/lazy.py)
+READER_MMAP_BYTES = 1 << 30  # recall's read connection maps up to this much of the file
 
 # A page commit as ONE statement: an insert into this per-connection TEMP view runs the compare-and-swap upsert,
 # settles the earlier staged rows and writes the new journal row in its trigger. In autocommit that statement is
@@ -217,8 +253,9 @@ LOAD_BATCH = 5_000  # pages read per round trip while a session loads (store/laz
 # commit is one trip to aiosqlite's thread instead of four. TEMP objects live with the connection: no migration.
 COMMIT_VIEW = (
     "CREATE TEMP VIEW clawvm_commit(namespace, page_id, type, version, deleted, search_text, body, expected_version,"
-    " settles, session_id, entry_namespace, entry_page_id, op, commit_mode, request, reasons, turn, head)"
-    " AS SELECT " + ", ".join(["NULL"] * 18) + " WHERE 0",
+    " settles, session_id, entry_namespace, entry_page_id, op, commit_mode, request, reasons, turn, head,"
+    " postings)"
+    " AS SELECT " + ", ".join(["NULL"] * 19) + " WHERE 0",
     """
     CREATE TEMP TRIGGER clawvm_commit_page INSTEAD OF INSERT ON clawvm_commit BEGIN
         INSERT INTO pages(namespace, page_id, type, version, deleted, search_text, body, head)
@@ -237,6 +274,40 @@ COMMIT_VIEW = (
             json_extract(NEW.search_text, '$[1]'), json_extract(NEW.search_text, '$[2]'),
             json_extract(NEW.search_text, '$[3]')
         FROM page_docs WHERE namespace = NEW.namespace AND page_id = NEW.page_id AND NEW.deleted = 0;
+        -- and so do recall's own postings: the old document's out ...
+        UPDATE recall_stats SET rows = rows - 1, tokens = tokens - r.len FROM recall_docs r WHERE r.docid = (
+            SELECT docid FROM page_docs WHERE namespace = NEW.namespace AND page_id = NEW.page_id);
+        UPDATE recall_terms SET df = df - 1 WHERE term IN (
+            SELECT j.key FROM page_docs d JOIN recall_docs r ON r.docid = d.docid, json_each(r.terms) j
+            WHERE d.namespace = NEW.namespace AND d.page_id = NEW.page_id);
+        UPDATE recall_bounds SET n = n - 1 WHERE (nsid, term, freq) IN (
+            SELECT r.nsid, j.key, j.value FROM page_docs d JOIN recall_docs r ON r.docid = d.docid, json_each(r.terms) j
+            WHERE d.namespace = NEW.namespace AND d.page_id = NEW.page_id);
+        DELETE FROM recall_postings WHERE (nsid, term, docid) IN (
+            SELECT r.nsid, j.key, r.docid FROM page_docs d JOIN recall_docs r ON r.docid = d.docid, json_each(r.terms) j
+            WHERE d.namespace = NEW.namespace AND d.page_id = NEW.page_id);
+        DELETE FROM recall_docs WHERE docid = (
+            SELECT docid FROM page_docs WHERE namespace = NEW.namespace AND page_id = NEW.page_id);
+        -- ... and the live page's in
+        INSERT INTO recall_ns(namespace) SELECT NEW.namespace WHERE NEW.deleted = 0 ON CONFLICT DO NOTHING;
+        INSERT INTO recall_docs(docid, nsid, type, len, terms)
+        SELECT d.docid, n.nsid, NEW.type, json_extract(NEW.postings, '$[0]'), json_extract(NEW.postings, '$[1]')
+        FROM page_docs d, recall_ns n
+        WHERE d.namespace = NEW.namespace AND d.page_id = NEW.page_id AND n.namespace = NEW.namespace
+            AND NEW.deleted = 0;
+        INSERT INTO recall_postings(nsid, term, docid, freq, len)
+        SELECT r.nsid, j.key, r.docid, j.value, r.len FROM page_docs d JOIN recall_docs r ON r.docid = d.docid,
+            json_each(r.terms) j WHERE d.namespace = NEW.namespace AND d.page_id = NEW.page_id;
+        INSERT INTO recall_terms(term, df)
+        SELECT j.key, 1 FROM page_docs d JOIN recall_docs r ON r.docid = d.docid, json_each(r.terms) j
+        WHERE d.namespace = NEW.namespace AND d.page_id = NEW.page_id
+        ON CONFLICT(term) DO UPDATE SET df = df + 1;
+        INSERT INTO recall_bounds(nsid, term, freq, len, n)
+        SELECT r.nsid, j.key, j.value, r.len, 1 FROM page_docs d JOIN recall_docs r ON r.docid = d.docid,
+            json_each(r.terms) j WHERE d.namespace = NEW.namespace AND d.page_id = NEW.page_id
+        ON CONFLICT(nsid, term, freq) DO UPDATE SET len = min(len, excluded.len), n = n + 1;
+        UPDATE recall_stats SET rows = rows + 1, tokens = tokens + r.len FROM page_docs d
+            JOIN recall_docs r ON r.docid = d.docid WHERE d.namespace = NEW.namespace AND d.page_id = NEW.page_id;
         UPDATE journal SET status = 'committed', version = NEW.version
         WHERE txn_id IN (SELECT value FROM json_each(NEW.settles)) AND status IN ('staged', 'validated');
         -- exactly once: a row another process settled meanwhile makes this commit stale, never a second version
@@ -249,7 +320,7 @@ COMMIT_VIEW = (
     """,
 )
 JSON_PROBE = "SELECT count(*) FROM json_each('[1]')"
-COMMIT_ROW = f"INSERT INTO clawvm_commit VALUES ({','.join('?' * 18)})"
+COMMIT_ROW = f"INSERT INTO clawvm_commit VALUES ({','.join('?' * 19)})"
 STALE = "clawvm: stale version"
 # the new journal row's txn_id comes back with the statement; RETURNING needs SQLite 3.35 (older: one more trip)
 RETURNING = sqlite3.sqlite_version_info >= (3, 35, 0)
@@ -269,6 +340,30 @@ SEARCH_SQL = (
     " ORDER BY top.score DESC, top.pid, top.ns"
 )
 SEARCH_TYPE_JOIN = " JOIN pages t ON t.namespace = d.namespace AND t.page_id = d.page_id"
+# recall's own postings (store/topk.py). One trip for what planning needs: the index's row and token counts, each
+# term's document count, per (term, freq) the shortest length in the namespaces, and the namespaces' ids
+SEARCH_STATS = (
+    "SELECT 0, '', rows, tokens, 0 FROM recall_stats WHERE id = 1"
+    " UNION ALL SELECT 1, term, df, 0, 0 FROM recall_terms WHERE term IN ({terms})"
+    " UNION ALL SELECT 2, b.term, b.freq, min(b.len), sum(b.n) FROM recall_bounds b"
+    " JOIN recall_ns n ON n.nsid = b.nsid WHERE n.namespace IN ({ns}) AND b.term IN ({terms}) AND b.n > 0"
+    " GROUP BY b.term, b.freq"
+    " UNION ALL SELECT 3, namespace, nsid, 0, 0 FROM recall_ns WHERE namespace IN ({ns})"
+)
+SEARCH_FETCH = (
+    "SELECT p.docid, p.term, p.freq, p.len FROM recall_postings p{type_join}"
+    " WHERE p.nsid IN ({ns}) AND p.term IN ({terms})"
+)
+SEARCH_FETCH_TYPE = " JOIN recall_docs r ON r.docid = p.docid AND r.type = ?"
+SEARCH_PROBE = (
+    "SELECT docid, term, freq FROM recall_postings WHERE nsid IN ({ns}) AND term IN ({terms})"
+    " AND docid IN (SELECT value FROM json_each(?))"
+)
+SEARCH_BODIES = (
+    "SELECT d.docid, d.namespace, d.page_id, p.type, json_extract(p.body, '$.title', '$.representations.pointer[0]')"
+    " FROM page_docs d JOIN pages p ON p.namespace = d.namespace AND p.page_id = d.page_id"
+    " WHERE d.docid IN (SELECT value FROM json_each(?)) AND p.deleted = 0"
+)
 
 
 def classify(exc: sqlite3.Error, path: str) -> StoreError:
@@ -317,7 +412,8 @@ def _create_private(path: Path) -> None:
 
 
 class SQLiteStore:
-    """One aiosqlite connection per process; SQLite's file locks arbitrate between processes."""
+    """One aiosqlite connection per process, plus recall's read connection for a file database; SQLite's file locks
+    arbitrate between processes."""
 
     def __init__(self, conn: aiosqlite.Connection, path: str, timeout: float = DEFAULT_STORE_TIMEOUT) -> None:
         self._conn = conn
@@ -325,6 +421,8 @@ class SQLiteStore:
         self.timeout = timeout
         self._write_lock = asyncio.Lock()
         self._identity: tuple[int, int] | None = None  # (device, inode) of the file opened
+        self._reader: sqlite3.Connection | None = None  # recall's read connection (a file database only)
+        self._reader_lock = threading.Lock()
 
     @classmethod
     async def open(cls, path: str | Path, timeout: float | None = None) -> SQLiteStore:
@@ -419,6 +517,8 @@ class SQLiteStore:
                     await c.execute(statement)
                 if number == SEARCH_SCHEMA:
                     await self._index_pages()
+                if number == POSTINGS_SCHEMA:
+                    await self._index_postings()
                 await c.execute(f"PRAGMA application_id = {APPLICATION_ID}")
                 await c.execute(f"PRAGMA user_version = {number}")
             log.info("migrated %s to schema v%d", self.path, number)
@@ -464,6 +564,46 @@ class SQLiteStore:
             if total >= INDEX_PROGRESS_EVERY and done // INDEX_PROGRESS_EVERY > before // INDEX_PROGRESS_EVERY:
                 log.info("%s: recall index %d of %d pages", self.path, done, total)
             after = (rows[-1][0], rows[-1][1])
+
+    async def _index_postings(self) -> None:
+        """Recall's own postings for the pages indexed before they existed, from each live page's stored search
+        text, inside the migration's transaction; the per-term and per-index counts are then summed from them."""
+        c = self._conn
+        total = await self._scalar("SELECT count(*) FROM page_docs")
+        if total >= INDEX_PROGRESS_EVERY:
+            log.info("%s: building recall's postings for %d pages", self.path, total)
+        await c.execute("INSERT INTO recall_ns(namespace) SELECT DISTINCT namespace FROM page_docs")
+        nsids = {str(r[1]): int(r[0]) for r in await c.execute_fetchall("SELECT nsid, namespace FROM recall_ns")}
+        done, after = 0, 0
+        while rows := list(
+            await c.execute_fetchall(
+                "SELECT d.docid, d.namespace, p.type, p.search_text FROM page_docs d JOIN pages p"
+                " ON p.namespace = d.namespace AND p.page_id = d.page_id WHERE d.docid > ? AND p.deleted = 0"
+                " ORDER BY d.docid LIMIT ?",
+                (after, INDEX_BATCH),
+            )
+        ):
+            docs: list[tuple[int, int, str, int, str]] = []
+            postings: list[tuple[int, str, int, int, int]] = []
+            for docid, namespace, page_type, text in rows:
+                length, freq = weighted(decode(text))
+                nsid = nsids[namespace]
+                docs.append((docid, nsid, page_type, length, json.dumps(freq, ensure_ascii=False)))
+                postings.extend((nsid, term, docid, f, length) for term, f in freq.items())
+            await c.executemany("INSERT INTO recall_docs VALUES (?,?,?,?,?)", docs)
+            await c.executemany("INSERT INTO recall_postings VALUES (?,?,?,?,?)", postings)
+            before, done, after = done, done + len(rows), int(rows[-1][0])
+            if total >= INDEX_PROGRESS_EVERY and done // INDEX_PROGRESS_EVERY > before // INDEX_PROGRESS_EVERY:
+                log.info("%s: recall postings %d of %d pages", self.path, done, total)
+        await c.execute("INSERT INTO recall_terms SELECT term, count(*) FROM recall_postings GROUP BY term")
+        await c.execute(
+            "INSERT INTO recall_bounds SELECT nsid, term, freq, min(len), count(*) FROM recall_postings"
+            " GROUP BY nsid, term, freq"
+        )
+        await c.execute(
+            "UPDATE recall_stats SET rows = (SELECT count(*) FROM recall_docs),"
+            " tokens = (SELECT coalesce(sum(len), 0) FROM recall_docs)"
+        )
 
     async def _one(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Row | None:
         """First row in one trip to the connection's thread (execute + fetch + close would be three)."""
@@ -513,6 +653,10 @@ class SQLiteStore:
                     await self._conn.execute("COMMIT")
 
     async def close(self) -> None:
+        with self._reader_lock:
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
         await self._conn.close()
 
     @_translated
@@ -793,7 +937,70 @@ class SQLiteStore:
     async def search(
         self, namespaces: list[str], terms: list[str], page_type: str | None, limit: int
     ) -> list[SearchHit]:
-        """BM25 over the recall index, best first, at most ``limit``; only the top pages are read."""
+        """BM25 over recall's own postings, best first, at most ``limit``: the exact ranking FTS5's bm25() gives
+        (``search_fts``), found without scoring every matching page (store/topk.py); only the top pages are read.
+
+        A file database is searched on a read connection of its own, all statements in one read transaction (so
+        they see one commit), run right here: the ranking is Python and holds the GIL wherever it runs, so a
+        worker thread would only free the loop for the statements (~0.5 ms at 6,000 pages) and cost two thread
+        wake-ups, which take milliseconds on a loaded machine. A WAL reader waits for nothing but a rare WAL
+        recovery: if it would (or another thread holds the reader), the search runs in a worker thread with the
+        store's usual busy timeout instead. ``:memory:`` has only the one connection."""
+        if not namespaces or not terms:
+            return []
+        if self.path == ":memory:":
+            steps = _search_steps(namespaces, terms, page_type, limit)
+            try:
+                request = next(steps)
+                while True:
+                    request = steps.send(list(await self._conn.execute_fetchall(*request)))
+            except StopIteration as done:
+                hits: list[SearchHit] = done.value
+                return hits
+        if self._reader_lock.acquire(blocking=False):
+            try:
+                return self._search_on_reader(_search_steps(namespaces, terms, page_type, limit), wait=False)
+            except sqlite3.OperationalError as exc:
+                if not isinstance(classify(exc, self.path), StoreBusy):
+                    raise
+            finally:
+                self._reader_lock.release()
+        return await anyio.to_thread.run_sync(self._search_waiting, namespaces, terms, page_type, limit)
+
+    def _search_waiting(
+        self, namespaces: list[str], terms: list[str], page_type: str | None, limit: int
+    ) -> list[SearchHit]:
+        with self._reader_lock:
+            return self._search_on_reader(_search_steps(namespaces, terms, page_type, limit), wait=True)
+
+    def _search_on_reader(
+        self, steps: Generator[tuple[str, list[Any]], list[Any], list[SearchHit]], wait: bool
+    ) -> list[SearchHit]:
+        """The steps answered on the read connection (the caller holds ``_reader_lock``); ``wait``: whether a busy
+        database is waited for (up to the store's timeout) or fails at once."""
+        if self._reader is None:
+            self._reader = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            # reads through a mapping, not a pread per page: postings lie on many pages, most of them not in this
+            # connection's own page cache yet (every question touches different ones)
+            self._reader.execute(f"PRAGMA mmap_size = {READER_MMAP_BYTES}")
+        conn = self._reader
+        conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000) if wait else 0}")
+        conn.execute("BEGIN")
+        try:
+            request = next(steps)
+            while True:
+                request = steps.send(conn.execute(*request).fetchall())
+        except StopIteration as done:
+            hits: list[SearchHit] = done.value
+            return hits
+        finally:
+            conn.execute("COMMIT")
+
+    @_translated
+    async def search_fts(
+        self, namespaces: list[str], terms: list[str], page_type: str | None, limit: int
+    ) -> list[SearchHit]:
+        """FTS5's own bm25() over every matching row: the exhaustive ranking ``search`` must equal (tests, bench)."""
         if not namespaces or not terms:
             return []
         sql = SEARCH_SQL.format(
@@ -823,18 +1030,78 @@ class SQLiteStore:
             return [str(row[0]) async for row in cur]
 
 
+def _marks(values: Sequence[object]) -> str:
+    return ",".join("?" * len(values))
+
+
+def _search_steps(
+    namespaces: list[str], terms: list[str], page_type: str | None, limit: int
+) -> Generator[tuple[str, list[Any]], list[Any], list[SearchHit]]:
+    """recall's search as the statements it runs, each answered with its rows (sans I/O: ``:memory:`` answers on
+    the aiosqlite connection, a file database on its read connection)."""
+    stats = yield (
+        SEARCH_STATS.format(ns=_marks(namespaces), terms=_marks(terms)),
+        [*terms, *namespaces, *terms, *namespaces],
+    )
+    rows, tokens, nsids = 0, 0, []
+    df: dict[str, int] = {}
+    shapes: dict[str, list[tuple[int, int]]] = {}
+    counts: dict[str, int] = {}
+    for kind, key, a, b, n in stats:
+        if kind == 0:
+            rows, tokens = int(a), int(b)
+        elif kind == 1:
+            df[str(key)] = int(a)
+        elif kind == 2:
+            shapes.setdefault(str(key), []).append((int(a), int(b)))
+            counts[str(key)] = counts.get(str(key), 0) + int(n)
+        else:
+            nsids.append(int(a))
+    if not rows or not nsids:
+        return []
+    avg = tokens / rows  # FTS5's avgdl: (double)nToken / (double)nRow
+    by_type = [] if page_type is None else [page_type]
+    fetch_sql = SEARCH_FETCH.format(
+        type_join="" if page_type is None else SEARCH_FETCH_TYPE, ns=_marks(nsids), terms="{terms}"
+    )
+    steps = topk.top_k(topk.plan(terms, rows, df, shapes, counts, avg), avg, limit)
+    try:
+        request = next(steps)
+        while True:
+            if isinstance(request, topk.Fetch):
+                got = yield (fetch_sql.format(terms=_marks(request.terms)), [*by_type, *nsids, *request.terms])
+            else:
+                sql = SEARCH_PROBE.format(ns=_marks(nsids), terms=_marks(request.terms))
+                got = yield (sql, [*nsids, *request.terms, dumps(list(request.docids))])
+            request = steps.send(got)
+    except StopIteration as done:
+        scored: list[topk.Scored] = done.value
+    if not scored:
+        return []
+    found = {s.docid: s for s in scored}
+    hits = []
+    for docid, namespace, page_id, type_, shown in (yield (SEARCH_BODIES, [dumps(list(found))])):
+        title, pointer = json.loads(shown)  # one parse of the body for both
+        s = found[int(docid)]
+        hits.append(SearchHit(namespace, page_id, type_, title, pointer, s.score, s.matched))
+    hits.sort(key=lambda h: (-h.score, h.page_id, h.namespace))
+    return hits[:limit]
+
+
 def _commit_row(w: PageCommit) -> tuple[Any, ...]:
     """The clawvm_commit row of one page commit; the page comes at its new version, expected_version + 1."""
     if w.page.version != w.expected_version + 1:
         raise ValueError(f"page {w.page.page_id!r} v{w.page.version} cannot follow v{w.expected_version}")
     e = w.new_entry
+    page = w.page
+    cols = columns(page.page_id, page.title, page.fields, page.content)
     return (
         w.namespace,
         w.page.page_id,
         w.page.type,
         w.page.version,
         int(w.page.deleted),
-        search_text(w.page),
+        encode(cols),
         dumps(page_to_json(w.page)),
         w.expected_version,
         dumps(w.txn_ids),
@@ -844,6 +1111,7 @@ def _commit_row(w: PageCommit) -> tuple[Any, ...]:
             else (e.session_id, e.namespace, e.page_id, e.op, e.commit_mode, dumps(e.request), dumps(e.reasons), e.turn)
         ),
         dumps(page_head(w.page)),
+        None if page.deleted else encode_postings(cols),
     )
 
 
