@@ -20,6 +20,8 @@ from clawvm_mcp.engine import ClawVMEngine
 from clawvm_mcp.journal import WriteRequest
 from clawvm_mcp.pages import Provenance
 from clawvm_mcp.store import SQLiteStore
+from clawvm_mcp.store.base import Store
+from clawvm_mcp.store.open import open_store
 
 pytestmark = pytest.mark.anyio
 PROV = Provenance("user", "ext:test", 0)
@@ -57,8 +59,8 @@ def test_fusion_is_off_unless_asked_for(monkeypatch: pytest.MonkeyPatch) -> None
     assert semantic.enabled() == semantic.available()
 
 
-async def _engine(db: Path) -> tuple[SQLiteStore, ClawVMEngine]:
-    store = await SQLiteStore.open(db)
+async def _engine(db: str | Path) -> tuple[Store, ClawVMEngine]:
+    store = await open_store(db)
     engine = ClawVMEngine(store)
     await engine.session_start("s")
     return store, engine
@@ -82,6 +84,8 @@ from clawvm_mcp.engine import ClawVMEngine
 from clawvm_mcp.journal import WriteRequest
 from clawvm_mcp.pages import Provenance
 from clawvm_mcp.store import SQLiteStore
+from clawvm_mcp.store.base import Store
+from clawvm_mcp.store.open import open_store
 async def main():
     store = await SQLiteStore.open(sys.argv[1])
     try:
@@ -171,15 +175,16 @@ except OSError as exc:
 
 @needs_extra
 async def test_fused_recall_extends_bm25_with_vectors_and_keeps_outcomes(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    store_db: str | Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With CLAWVM_SEMANTIC=1: a page that shares no word with the query comes up through its vector (with
-    matched_terms 0), the lexical pages stay, every score is the RRF score (at most 2/61, descending); BM25 alone
+    matched_terms 0), the lexical pages stay (on SQLite and on PostgreSQL), every score is the RRF score (at most 2/61, descending); BM25 alone
     has the kitten page nowhere. A query no page matches lexically is still no_match; the limit holds."""
     from clawvm_mcp import vectors
 
     monkeypatch.setenv(semantic.ENV, "0")
-    store, engine = await _engine(tmp_path / "fused.db")
+    monkeypatch.setenv(vectors.CACHE_ENV, str(tmp_path / "vectors.sqlite"))
+    store, engine = await _engine(store_db)
     try:
         await _write_pages(engine)
         alone = await engine.recall("s", QUERY, None, 10)

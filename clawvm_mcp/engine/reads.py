@@ -144,9 +144,12 @@ def note_written(rt: Runtime, state: SessionState, page_id: str) -> None:
     page = state.pages.get(page_id)
     if page is None or page.deleted or not semantic.enabled():
         return
-    from .. import vectors
+    try:
+        from .. import vectors
 
-    vectors.index_for(rt.store).note([page])
+        vectors.index_for(rt.store).note([page])
+    except Exception:  # the write is done: a failed queueing only leaves the page for recall to embed
+        log.exception("could not queue page %s for embedding", page_id)
 
 
 def check_type(page_type: str | None) -> None:
