@@ -43,11 +43,10 @@ CACHE_ENV = "CLAWVM_VECTOR_CACHE"  # a path for the side cache; "off" keeps vect
 
 
 def page_text(page: Page) -> str:
-    """What a page's vector is computed from: its content, after its title when the title says something the
-    content does not begin with (a derived title is the content's start, cut with an ellipsis). The model reads
-    at most 256 tokens."""
-    head = page.title.removesuffix("…")
-    return page.content if not head or page.content.startswith(head) else f"{page.title}\n{page.content}"
+    """What a page's vector is computed from: its title, then its content (the model reads at most 256 tokens).
+    The title goes in even when it is derived from the content's start: on LoCoMo that weighting of the opening
+    words (the speaker's name) took MiniLM's R@10 from 0.426 to 0.490, and the fused one from 0.552 to 0.598."""
+    return f"{page.title}\n{page.content}" if page.title else page.content
 
 
 def _key(text: str) -> bytes:
