@@ -206,11 +206,20 @@ class Encoder:
         return result
 
 
-def rrf(rankings: Sequence[Sequence[str]], k: int = RRF_K) -> list[str]:
-    """Reciprocal rank fusion: each id scores the sum of 1 / (k + rank) over the lists it is in (rank from 1);
-    ties keep the order of first appearance."""
+def rrf_scores(
+    rankings: Sequence[Sequence[str]], k: int = RRF_K, weights: Sequence[float] | None = None
+) -> dict[str, float]:
+    """Reciprocal rank fusion: each id's sum of weight / (k + rank) over the rankings it is in (rank from 1, every
+    weight 1 unless given), in first-appearance order."""
     scores: dict[str, float] = {}
-    for ranking in rankings:
+    for n, ranking in enumerate(rankings):
+        weight = 1.0 if weights is None else weights[n]
         for rank, item in enumerate(ranking, 1):
-            scores[item] = scores.get(item, 0.0) + 1.0 / (k + rank)
+            scores[item] = scores.get(item, 0.0) + weight / (k + rank)
+    return scores
+
+
+def rrf(rankings: Sequence[Sequence[str]], k: int = RRF_K, weights: Sequence[float] | None = None) -> list[str]:
+    """The ids best first by ``rrf_scores``; ties keep the order of first appearance."""
+    scores = rrf_scores(rankings, k, weights)
     return sorted(scores, key=lambda item: -scores[item])

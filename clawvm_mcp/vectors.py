@@ -217,15 +217,6 @@ def index_for(store: Store) -> PageVectors:
         return index
 
 
-def rrf_scores(rankings: Sequence[Sequence[str]], k: int = semantic.RRF_K) -> dict[str, float]:
-    """Each id's sum of 1 / (k + rank) over the rankings it is in (rank from 1), in first-appearance order."""
-    scores: dict[str, float] = {}
-    for ranking in rankings:
-        for rank, item in enumerate(ranking, 1):
-            scores[item] = scores.get(item, 0.0) + 1.0 / (k + rank)
-    return scores
-
-
 async def fuse(
     store: Store,
     candidates: Sequence[tuple[str, Page]],
@@ -240,7 +231,7 @@ async def fuse(
     pages = [page for _, page in candidates]
     nearest = await anyio.to_thread.run_sync(index.rank, pages, query, DEPTH, name)
     by_vector = [pages[i].page_id for i, _ in nearest]
-    scores = rrf_scores([[h.page_id for h in lexical], by_vector])
+    scores = semantic.rrf_scores([[h.page_id for h in lexical], by_vector])
     known = {h.page_id: h for h in lexical}
     where = {page.page_id: (namespace, page) for namespace, page in candidates}
     fused = []

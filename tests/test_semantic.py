@@ -48,6 +48,9 @@ def anyio_backend() -> str:
 def test_rrf_sums_reciprocal_ranks() -> None:
     fused = semantic.rrf([["a", "b", "c"], ["c", "a"]], k=60)
     assert fused == ["a", "c", "b"]  # a: 1/61 + 1/62, c: 1/63 + 1/61, b: 1/62
+    assert semantic.rrf([["a", "b"], ["b"]], k=60) == ["b", "a"]  # b: 1/62 + 1/61 > a: 1/61
+    assert semantic.rrf([["a", "b"], ["b"]], k=60, weights=(1.0, 0.01)) == ["a", "b"]  # b: 1/62 + 0.01/61 < 1/61
+    assert semantic.rrf_scores([["a"], ["a"]], k=60) == {"a": pytest.approx(2 / 61)}
 
 
 def test_fusion_is_off_unless_asked_for(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -208,7 +211,7 @@ async def test_fused_recall_extends_bm25_with_vectors_and_keeps_outcomes(
     assert by_vector[0] == "talk/puppy" and by_vector[-1] == "talk/kitten"  # the model reads the question
     expected = semantic.rrf([lexical, by_vector])
     assert ids == expected  # the fusion is RRF k=60 of exactly these two rankings
-    want = vectors.rrf_scores([lexical, by_vector])
+    want = semantic.rrf_scores([lexical, by_vector])
     assert scores == [round(want[i], 6) for i in ids]
     assert miss.outcome == "no_match" and miss.results == []
     assert [h.page_id for h in short.results] == ids[:2]

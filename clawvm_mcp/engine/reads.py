@@ -75,7 +75,7 @@ async def recall(
         outcome: Literal["denied", "backend_error"] = "denied" if backend == "denied" else "backend_error"
         return RecallResult(outcome=outcome, detail=f"the retrieval backend reported {backend}")
     readable = rt.config.can_read_project(state.record.project_id)
-    fusing = semantic.enabled()  # the extra installed and not turned off: BM25 and vectors fused by RRF
+    fusing = semantic.enabled()  # CLAWVM_SEMANTIC=1 with the extra installed: BM25 and vectors fused by RRF
     try:
         found = await rt.store.search(state.namespaces(readable), terms, page_type, FUSE_DEPTH if fusing else limit)
         hidden = [] if readable or found else await rt.store.search([state.project_ns], terms, page_type, 1)

@@ -319,7 +319,8 @@ async def semantic_rows(db: Path, conversations: Sequence[Conversation], meta: d
                     ranked = [pages[i].page_id for i, _ in nearest]
                     by_vector.add(ranked, q.evidence)
                     found = await engine.recall(conv.session_id, q.text, None, vectors.DEPTH)
-                    weighted.add(_weighted_rrf([h.page_id for h in found.results], ranked), q.evidence)
+                    lexical = [h.page_id for h in found.results]
+                    weighted.add(semantic.rrf([lexical, ranked], weights=(1.0, VECTOR_WEIGHT)), q.evidence)
         encoder = vectors.encoder()
         asked = [q.text for q in conversations[0].questions[:100]]
         t0 = time.perf_counter()
@@ -335,17 +336,6 @@ async def semantic_rows(db: Path, conversations: Sequence[Conversation], meta: d
         Row(f"  {model} cosine alone", by_vector),
         Row(f"  weighted RRF: vectors x {VECTOR_WEIGHT} (not shipped)", weighted),
     ]
-
-
-def _weighted_rrf(lexical: Sequence[str], by_vector: Sequence[str]) -> list[str]:
-    """RRF k=60 with the vector list's terms scaled by VECTOR_WEIGHT: how far a down-weighted vector list gets."""
-    from .. import semantic
-
-    scores: dict[str, float] = {}
-    for weight, ranking in ((1.0, lexical), (VECTOR_WEIGHT, by_vector)):
-        for rank, item in enumerate(ranking, 1):
-            scores[item] = scores.get(item, 0.0) + weight / (semantic.RRF_K + rank)
-    return sorted(scores, key=lambda item: -scores[item])
 
 
 def random_baseline(conversations: Sequence[Conversation], seed: int = 0) -> Quality:
