@@ -42,6 +42,7 @@ LIMIT = 10
 PROV = {"source": "user", "ref": "ext:locomo", "turn": 0}
 QUICK_CONVERSATIONS, QUICK_QUESTIONS = 1, 60
 VECTOR_WEIGHT = 0.2  # the weighted-RRF row's scale for the vector list (the best of 0.2-0.7 on LoCoMo)
+LOW_K = 10  # the low-k RRF row: a smaller k lets each list's first ranks count for more
 _DIA = re.compile(r"D(\d+):0*(\d+)$")
 _WORD = re.compile(r"\w+")
 
@@ -282,9 +283,11 @@ def _fusion(on: bool) -> Iterator[None]:
 
 async def semantic_rows(db: Path, conversations: Sequence[Conversation], meta: dict[str, Any]) -> list[Row]:
     """With the ``semantic`` extra, on the same database: recall with the fusion switched the other way from the
-    row above (the hybrid when the server ranks by BM25, and BM25 alone when it fuses), and the page vectors
-    alone (cosine top 10 over the session's pages). Every page is embedded first, in batches as the background
-    pass does, and timed: ms per ingested page; then 100 questions embedded one by one: ms a fused recall adds."""
+    row above (the hybrid when the server ranks by BM25, and BM25 alone when it fuses), the page vectors alone
+    (cosine over the session's pages), and two fusions of the same two top-100 lists the server does not ship (the
+    vector list weighted down, and k=10) to show how much a variant of the target's plain k=60 would move. Every
+    page is embedded first, in batches as the background pass does, and timed: ms per ingested page; then 100
+    questions embedded one by one: ms a fused recall adds."""
     from .. import semantic
 
     if not semantic.available():
@@ -292,7 +295,7 @@ async def semantic_rows(db: Path, conversations: Sequence[Conversation], meta: d
     from .. import vectors
 
     fuse_now = not semantic.enabled()
-    other, by_vector, weighted, seconds = Quality(), Quality(), Quality(), []
+    other, by_vector, weighted, low_k, seconds = Quality(), Quality(), Quality(), Quality(), []
     store = await SQLiteStore.open(db)
     try:
         engine = ClawVMEngine(store)
@@ -321,6 +324,7 @@ async def semantic_rows(db: Path, conversations: Sequence[Conversation], meta: d
                     found = await engine.recall(conv.session_id, q.text, None, vectors.DEPTH)
                     lexical = [h.page_id for h in found.results]
                     weighted.add(semantic.rrf([lexical, ranked], weights=(1.0, VECTOR_WEIGHT)), q.evidence)
+                    low_k.add(semantic.rrf([lexical, ranked], k=LOW_K), q.evidence)
         encoder = vectors.encoder()
         asked = [q.text for q in conversations[0].questions[:100]]
         t0 = time.perf_counter()
@@ -335,6 +339,7 @@ async def semantic_rows(db: Path, conversations: Sequence[Conversation], meta: d
         Row(name, other, Latency.of(seconds)),
         Row(f"  {model} cosine alone", by_vector),
         Row(f"  weighted RRF: vectors x {VECTOR_WEIGHT} (not shipped)", weighted),
+        Row(f"  RRF k={LOW_K} (not shipped)", low_k),
     ]
 
 
