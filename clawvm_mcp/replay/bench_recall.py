@@ -6,8 +6,9 @@ written through ``page_write``; every question is asked through ``recall(limit=1
 scored against its evidence. Next to it, in the same run and on the same stored texts: SQLite FTS5 bm25 with its
 default tokenizer, FTS5 with porter stemming, and a random ranking. Latency is taken three ways: the MCP tool call
 in process, the engine call in process, and (``--stdio``) the tool call to a ``clawvm-mcp serve`` child. With the
-``semantic`` extra installed recall itself fuses BM25 and MiniLM vectors by RRF (k=60), and two more rows give its
-inputs alone: BM25 (fusion turned off) and the vectors' cosine ranking.
+``semantic`` extra installed, more rows on the same database: recall with the fusion switched the other way from
+the server's setting (BM25 + MiniLM vectors by RRF k=60 when the server ranks by BM25, as it does unless
+CLAWVM_SEMANTIC=1), the vectors' cosine ranking alone, and two unshipped fusions of the same lists.
 
 R@k is the share of a question's evidence pages in the top k, averaged over questions; MRR the reciprocal rank of
 the first evidence page in the top 10 (0 if none). Method and numbers: docs/performance.md, "Recall".
