@@ -180,9 +180,10 @@ except OSError as exc:
 async def test_fused_recall_extends_bm25_with_vectors_and_keeps_outcomes(
     store_db: str | Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """With CLAWVM_SEMANTIC=1: a page that shares no word with the query comes up through its vector (with
-    matched_terms 0), the lexical pages stay (on SQLite and on PostgreSQL), every score is the RRF score (at most 2/61, descending); BM25 alone
-    has the kitten page nowhere. A query no page matches lexically is still no_match; the limit holds."""
+    """With CLAWVM_SEMANTIC=1, on SQLite and on PostgreSQL: a page that shares no word with the query comes up
+    through its vector (with matched_terms 0), the lexical pages stay, the order and every score are RRF k=60 of
+    BM25's and the vectors' rankings (at most 2/61, descending); BM25 alone has the kitten page nowhere. A query
+    no page matches lexically is still no_match; the limit holds."""
     from clawvm_mcp import vectors
 
     monkeypatch.setenv(semantic.ENV, "0")
