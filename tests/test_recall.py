@@ -1,16 +1,14 @@
 """Ranked recall: the shared tokenizer, BM25 over the FTS5 index kept in the page's own commit statement, the same
-ranking from the in-memory store, and the forward migration that indexes an existing database."""
+ranking from the in-memory store, and the forward migration that indexes an existing database (the semantic extra:
+tests/test_semantic.py)."""
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import random
 import re
 import sqlite3
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from contextlib import closing
 from dataclasses import replace
@@ -20,7 +18,6 @@ from typing import Any
 import pytest
 from mcp import Client
 
-from clawvm_mcp import semantic
 from clawvm_mcp.engine import ClawVMEngine
 from clawvm_mcp.engine.session import session_namespace
 from clawvm_mcp.journal import Op, WriteRequest
@@ -543,39 +540,3 @@ async def test_recall_over_mcp_ranks_with_scores_and_reads_no_syntax(tmp_path: P
         assert [r["page_id"] for r in quoted["results"]] == ["talk/quokka"]
         miss = await call(c, "recall", session_id="s1", query="kubernetes")
         assert miss["outcome"] == "no_match" and miss["results"] == []
-
-
-# ---------------------------------------------------------------- the semantic extra
-
-
-@pytest.mark.skipif(not semantic.available(), reason="the semantic extra (wordllama) is not installed")
-def test_semantic_vectors_load_offline_from_the_wheel(tmp_path: Path) -> None:
-    """In a child with every socket refused and an empty home, the bundled weights load and embed; wordllama's own
-    loader pointed at an empty cache tries the hub and fails (so the block is real and this test can fail)."""
-    script = """
-import socket, tempfile
-def refuse(*a, **k):
-    raise OSError("network disabled by test")
-socket.socket.connect = refuse
-socket.create_connection = refuse
-from clawvm_mcp.semantic import Embedder
-vectors = Embedder().embed(["Caroline went to a support group", "quokka"])
-assert vectors.shape == (2, 256), vectors.shape
-assert abs(float((vectors[0] ** 2).sum()) - 1.0) < 1e-4
-import wordllama
-try:
-    wordllama.WordLlama.load(cache_dir=tempfile.mkdtemp())
-except Exception:
-    print("OFFLINE-OK")
-else:
-    print("NETWORK-USED")
-"""
-    env = {**os.environ, "HOME": str(tmp_path), "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "0"}
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip().splitlines()[-1] == "OFFLINE-OK"
-
-
-def test_rrf_sums_reciprocal_ranks() -> None:
-    fused = semantic.rrf([["a", "b", "c"], ["c", "a"]], k=60)
-    assert fused == ["a", "c", "b"]  # a: 1/61 + 1/62, c: 1/63 + 1/61, b: 1/62

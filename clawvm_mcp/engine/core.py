@@ -198,7 +198,9 @@ class ClawVMEngine:
         try:
             async with self._op(session_id) as state:
                 self._touch(state)
-                return await writeback.write(self._rt, state, replace(req, turn=state.turn))
+                result = await writeback.write(self._rt, state, replace(req, turn=state.turn))
+                reads.note_written(self._rt, state, req.page_id)  # the semantic extra's embedding pass, if on
+                return result
         except StoreBusy as exc:
             return writeback.busy(req, req.base_version or 0, str(exc))
 

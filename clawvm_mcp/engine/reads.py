@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 from typing import Literal
 
+from .. import semantic
 from ..pages import PAGE_ID_RE, TYPE_POLICIES, Fidelity
 from ..store import search
+from ..store.base import SearchHit
 from .assembly import evicted_unresolvably
 from .results import ListResult, ReadResult, RecallHit, RecallResult
 from .runtime import Runtime
@@ -17,6 +19,7 @@ from .writeback import install
 log = logging.getLogger(__name__)
 
 Backend = Literal["ok", "denied", "error"]
+FUSE_DEPTH = 100  # with the semantic extra: BM25's top 100 go into the fusion (vectors.DEPTH for the vectors)
 
 
 async def read(rt: Runtime, state: SessionState, page_id: str, level: Fidelity) -> ReadResult:
@@ -72,8 +75,9 @@ async def recall(
         outcome: Literal["denied", "backend_error"] = "denied" if backend == "denied" else "backend_error"
         return RecallResult(outcome=outcome, detail=f"the retrieval backend reported {backend}")
     readable = rt.config.can_read_project(state.record.project_id)
+    fusing = semantic.enabled()  # CLAWVM_SEMANTIC=1 with the extra installed: BM25 and vectors fused by RRF
     try:
-        found = await rt.store.search(state.namespaces(readable), terms, page_type, limit)
+        found = await rt.store.search(state.namespaces(readable), terms, page_type, FUSE_DEPTH if fusing else limit)
         hidden = [] if readable or found else await rt.store.search([state.project_ns], terms, page_type, 1)
     except Exception as exc:  # the backend failed: say so, never an empty list
         log.exception("recall failed for session %s", state.session_id)
@@ -84,6 +88,8 @@ async def recall(
                 outcome="denied", detail="matches exist only in project pages this principal has no read grant for"
             )
         return RecallResult(outcome="no_match", detail=f"no page matches {query!r}")
+    if fusing:
+        found = (await _fused(rt, state, state.namespaces(readable), query, terms, page_type, found))[:limit]
     new_faults = []
     hits = []
     for ranked in found:
@@ -103,6 +109,47 @@ async def recall(
         state.turn_demands.add(ranked.page_id)
     await rt.store.add_faults(state.session_id, new_faults)
     return RecallResult(outcome="hit", results=hits)
+
+
+async def _fused(
+    rt: Runtime,
+    state: SessionState,
+    namespaces: list[str],
+    query: str,
+    terms: list[str],
+    page_type: str | None,
+    lexical: list[SearchHit],
+) -> list[SearchHit]:
+    """BM25's ranking fused with the vectors' over the committed live pages recall may return (vectors.py). The
+    vector list only re-ranks and extends a query that matched some page lexically, so ``no_match`` and ``denied``
+    mean what they meant. If the vectors fail, recall says so in the log and ranks by BM25 alone."""
+    from .. import vectors  # numpy and the model: only here, only with the extra
+
+    allowed = set(namespaces)
+    candidates = [
+        (ns, p)
+        for p in state.live()
+        if p.version > 0 and (ns := state.namespace.get(p.page_id, "")) in allowed
+        if page_type is None or p.type == page_type
+    ]
+    try:
+        return await vectors.fuse(rt.store, candidates, query, terms, lexical, f"{state.session_id}\0{page_type}")
+    except Exception:
+        log.exception("semantic fusion failed for session %s; ranking by BM25 alone", state.session_id)
+        return lexical
+
+
+def note_written(rt: Runtime, state: SessionState, page_id: str) -> None:
+    """After a write: with the semantic extra, queue the page's text for the background embedding pass."""
+    page = state.pages.get(page_id)
+    if page is None or page.deleted or not semantic.enabled():
+        return
+    try:
+        from .. import vectors
+
+        vectors.index_for(rt.store).note([page])
+    except Exception:  # the write is done: a failed queueing only leaves the page for recall to embed
+        log.exception("could not queue page %s for embedding", page_id)
 
 
 def check_type(page_type: str | None) -> None:

@@ -8,8 +8,10 @@ default tokenizer, FTS5 with porter stemming, and a random ranking. Latency is t
 in process, the engine call in process (each question also ranked by FTS5's bm25() over every match, the exhaustive
 baseline), and (``--stdio``) the tool call to a ``clawvm-mcp serve`` child. ``--scale PAGES`` then grows the store
 with copies of the pages (``--layout sessions``: in sessions of their own; ``one``: all in conv-26's session) and
-times the engine again. With the ``semantic`` extra installed, two more rows: wordllama's vectors alone, and fused
-with recall's ranking by RRF.
+times the engine again. With the ``semantic`` extra installed, more rows on the same database: recall with the
+fusion switched the other way from the server's setting (BM25 + MiniLM vectors by RRF k=60 when the server ranks by
+BM25, as it does unless CLAWVM_SEMANTIC=1), the vectors' cosine ranking alone, and two unshipped fusions of the
+same lists.
 
 R@k is the share of a question's evidence pages in the top k, averaged over questions; MRR the reciprocal rank of
 the first evidence page in the top 10 (0 if none). Method and numbers: docs/performance.md, "Recall".
@@ -27,8 +29,8 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
-from contextlib import closing
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -47,6 +49,8 @@ LIMIT = 10
 PROV = {"source": "user", "ref": "ext:locomo", "turn": 0}
 QUICK_CONVERSATIONS, QUICK_QUESTIONS = 1, 60
 SCALE_BATCH = 1_000  # copies committed per transaction while --scale grows the store
+VECTOR_WEIGHT = 0.2  # the weighted-RRF row's scale for the vector list (the best of 0.2-0.7 on LoCoMo)
+LOW_K = 10  # the low-k RRF row: a smaller k lets each list's first ranks count for more
 _DIA = re.compile(r"D(\d+):0*(\d+)$")
 _WORD = re.compile(r"\w+")
 
@@ -320,31 +324,82 @@ def fts_baseline(
     return quality, Latency.of(seconds)
 
 
-async def semantic_rows(db: Path, conversations: Sequence[Conversation]) -> list[Row]:
-    """With the ``semantic`` extra: wordllama's vectors alone, and fused with recall's BM25 top 100 by RRF (k=60),
-    on the same pages. Vectors are computed here from the page texts (the server does not store them)."""
+@contextmanager
+def _fusion(on: bool) -> Iterator[None]:
+    """Recall with the semantic fusion turned on or off (CLAWVM_SEMANTIC) for a row of the same run."""
+    from .. import semantic
+
+    before = os.environ.get(semantic.ENV)
+    os.environ[semantic.ENV] = "1" if on else "0"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(semantic.ENV, None)
+        else:
+            os.environ[semantic.ENV] = before
+
+
+async def semantic_rows(db: Path, conversations: Sequence[Conversation], meta: dict[str, Any]) -> list[Row]:
+    """With the ``semantic`` extra, on the same database: recall with the fusion switched the other way from the
+    row above (the hybrid when the server ranks by BM25, and BM25 alone when it fuses), the page vectors alone
+    (cosine over the session's pages), and two fusions of the same two top-100 lists the server does not ship (the
+    vector list weighted down, and k=10) to show how much a variant of the target's plain k=60 would move. Every
+    page is embedded first, in batches as the background pass does, and timed: ms per ingested page; then 100
+    questions embedded one by one: ms a fused recall adds."""
     from .. import semantic
 
     if not semantic.available():
         return []
-    embedder = semantic.Embedder()
-    vectors, fused = Quality(), Quality()
+    from .. import vectors
+
+    fuse_now = not semantic.enabled()
+    other, by_vector, weighted, low_k, seconds = Quality(), Quality(), Quality(), Quality(), []
     store = await SQLiteStore.open(db)
     try:
         engine = ClawVMEngine(store)
+        index = vectors.index_for(store)
+        sessions = []
+        t0 = time.perf_counter()
         for conv in conversations:
             await engine.session_start(conv.session_id)
-            ids = list(conv.pages)
-            matrix = embedder.embed([conv.pages[i] for i in ids])
-            for q in conv.questions:
-                order = (matrix @ embedder.embed([q.text])[0]).argsort()[::-1][:100]
-                by_vector = [ids[int(i)] for i in order]
-                lexical = await engine.recall(conv.session_id, q.text, None, 100)
-                vectors.add(by_vector, q.evidence)
-                fused.add(semantic.rrf([[h.page_id for h in lexical.results], by_vector]), q.evidence)
+            pages = [p for p in await engine.pages(conv.session_id) if p.version > 0]
+            await anyio.to_thread.run_sync(index.rank, pages, "", 1, conv.session_id)
+            sessions.append(pages)
+        meta["embed_ms_per_page"] = (time.perf_counter() - t0) / max(sum(map(len, sessions)), 1) * 1e3
+        with _fusion(fuse_now):
+            for conv in conversations:
+                for q in conv.questions:
+                    t0 = time.perf_counter()
+                    found = await engine.recall(conv.session_id, q.text, None, LIMIT)
+                    seconds.append(time.perf_counter() - t0)
+                    other.add([h.page_id for h in found.results], q.evidence)
+        with _fusion(False):
+            for conv, pages in zip(conversations, sessions, strict=True):
+                for q in conv.questions:
+                    nearest = await anyio.to_thread.run_sync(index.rank, pages, q.text, vectors.DEPTH, conv.session_id)
+                    ranked = [pages[i].page_id for i, _ in nearest]
+                    by_vector.add(ranked, q.evidence)
+                    found = await engine.recall(conv.session_id, q.text, None, vectors.DEPTH)
+                    lexical = [h.page_id for h in found.results]
+                    weighted.add(semantic.rrf([lexical, ranked], weights=(1.0, VECTOR_WEIGHT)), q.evidence)
+                    low_k.add(semantic.rrf([lexical, ranked], k=LOW_K), q.evidence)
+        encoder = vectors.encoder()
+        asked = [q.text for q in conversations[0].questions[:100]]
+        t0 = time.perf_counter()
+        for text in asked:
+            encoder.embed([text])
+        meta["embed_ms_per_query"] = (time.perf_counter() - t0) / max(len(asked), 1) * 1e3
     finally:
         await store.close()
-    return [Row("wordllama 256-d cosine (extra)", vectors), Row("RRF k=60: clawvm BM25 + wordllama", fused)]
+    model = semantic.MODEL.split("/")[-1]
+    name = f"  BM25 + {model}, RRF k=60 (engine)" if fuse_now else "  BM25 alone (CLAWVM_SEMANTIC=0, engine)"
+    return [
+        Row(name, other, Latency.of(seconds)),
+        Row(f"  {model} cosine alone", by_vector),
+        Row(f"  weighted RRF: vectors x {VECTOR_WEIGHT} (not shipped)", weighted),
+        Row(f"  RRF k={LOW_K} (not shipped)", low_k),
+    ]
 
 
 def random_baseline(conversations: Sequence[Conversation], seed: int = 0) -> Quality:
@@ -367,6 +422,7 @@ async def run(
 ) -> tuple[list[Row], dict[str, Any]]:
     from mcp import Client
 
+    from .. import semantic
     from ..server import ServerConfig, create_server
 
     conversations = load_locomo(data, granularity)
@@ -381,16 +437,18 @@ async def run(
         ingest_s = time.perf_counter() - t0
         quality, mcp_latency = await ask_mcp(client, conversations)
     rows = [Row("clawvm recall (MCP, in process)", quality, mcp_latency)]
+    ranking = "BM25 + " + semantic.MODEL.split("/")[-1] + " by RRF k=60" if semantic.enabled() else "BM25"
     _, engine_latency, fts_latency = await ask_engine(db, conversations)
     rows.append(Row("  same, engine call in process", None, engine_latency))
     rows.append(Row("  same, FTS5 bm25() over every match", None, fts_latency))
     if stdio:
         rows.append(Row("  same, MCP over stdio", None, await ask_stdio(db, conversations, 300 if quick else 1000)))
+    meta: dict[str, Any] = {}
+    rows.extend(await semantic_rows(db, conversations, meta))
     pages = stored_pages(db)
     rows.append(Row("FTS5 bm25 (unicode61)", *fts_baseline(pages, conversations, "unicode61")))
     rows.append(Row("FTS5 bm25 + porter", *fts_baseline(pages, conversations, "porter unicode61")))
     rows.append(Row("random", random_baseline(conversations)))
-    rows.extend(await semantic_rows(db, conversations))
     scaled = len(pages)
     db_bytes = sum(p.stat().st_size for p in db_dir.glob("recall.db*"))
     if scale > len(pages):  # after every baseline: they are figures of the LoCoMo store itself
@@ -404,7 +462,8 @@ async def run(
             scaled_quality, scaled_latency, scaled_fts = await ask_engine(db, conversations, only)
             rows.append(Row(name, scaled_quality, scaled_latency))
             rows.append(Row("    same, FTS5 bm25() over every match", None, scaled_fts))
-    meta = {
+    meta |= {
+        "ranking": ranking,
         "data": str(data),
         "granularity": granularity,
         "quick": quick,
@@ -426,14 +485,21 @@ def render(rows: Sequence[Row], meta: dict[str, Any]) -> str:
         f"LoCoMo, {meta['granularity']} level{' (quick)' if meta['quick'] else ''}: {meta['conversations']} "
         f"conversations, {meta['pages']:,} pages, {meta['questions']:,} questions "
         f"(ingest {meta['ingest_s']:.1f} s over MCP, database {meta['db_bytes'] / 1e6:.1f} MB)"
-        + (f"; grown to {meta['scaled_pages']:,} in {meta['scale_s']:.0f} s" if "scale_s" in meta else ""),
-        f"{'':34} {'R@1':>6} {'R@5':>6} {'R@10':>6} {'MRR':>6} {'p50 ms':>8} {'p95 ms':>8}",
+        + (f"; grown to {meta['scaled_pages']:,} in {meta['scale_s']:.0f} s" if "scale_s" in meta else "")
+        + f"; recall ranks by {meta['ranking']}"
+        + (
+            f" (model: {meta['embed_ms_per_page']:.1f} ms per page in batches, {meta['embed_ms_per_query']:.1f} ms "
+            "per query)"
+            if "embed_ms_per_page" in meta
+            else ""
+        ),
+        f"{'':44} {'R@1':>6} {'R@5':>6} {'R@10':>6} {'MRR':>6} {'p50 ms':>8} {'p95 ms':>8}",
     ]
     for row in rows:
         q = row.quality.figures() if row.quality is not None else None
         cells = [f"{q[f'r@{k}']:6.3f}" for k in K] + [f"{q['mrr']:6.3f}"] if q else [" " * 6] * 4
         lat = [f"{row.latency.p50_ms:8.2f}", f"{row.latency.p95_ms:8.2f}"] if row.latency else []
-        lines.append(f"{row.name:34} {' '.join(cells)} {' '.join(lat)}".rstrip())
+        lines.append(f"{row.name:44} {' '.join(cells)} {' '.join(lat)}".rstrip())
     return "\n".join(lines)
 
 
