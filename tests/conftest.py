@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ from mcp import Client
 
 from clawvm_mcp.server import ServerConfig, create_server
 from clawvm_mcp.store import SQLiteStore
+from tests.support.dbview import PG_ENV, fresh_postgres  # PG_ENV: a server where tests may create databases
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -44,9 +44,6 @@ def _stop_unclosed_stores(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         store._conn.stop()  # aiosqlite's public stop(): a no-op for a connection already closed
 
 
-PG_ENV = "CLAWVM_TEST_PG"  # postgresql://... of a server where tests may create and drop databases
-
-
 @pytest.fixture(params=["sqlite", "postgres"])
 def store_kind(request: pytest.FixtureRequest) -> str:
     """Which store a store-level test runs on: SQLite always, PostgreSQL when CLAWVM_TEST_PG names a server."""
@@ -63,22 +60,8 @@ async def store_db(store_kind: str, tmp_path: Path) -> AsyncIterator[str | Path]
     if store_kind == "sqlite":
         yield tmp_path / "store.db"
         return
-    import asyncpg
-
-    admin_url = os.environ[PG_ENV]
-    name = f"clawvm_test_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(admin_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    base, _, query = admin_url.partition("?")
-    yield base.rsplit("/", 1)[0] + "/" + name + (f"?{query}" if query else "")
-    admin = await asyncpg.connect(admin_url)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    async with fresh_postgres() as url:
+        yield url
 
 
 @pytest.fixture

@@ -182,8 +182,8 @@ async def prepare(db: DB) -> None:
 
 @asynccontextmanager
 async def fresh_postgres(admin_url: str | None = None) -> AsyncIterator[str]:
-    """A new, empty PostgreSQL database on the server ``admin_url`` (default ``$CLAWVM_TEST_PG``) with amcheck,
-    dropped on exit: what tests/conftest.py's ``store_db`` gives a test, for runs outside pytest."""
+    """A new, empty PostgreSQL database on the server ``admin_url`` (default ``$CLAWVM_TEST_PG``), dropped on exit
+    (``prepare`` makes it checkable): tests/conftest.py's ``store_db``, and runs outside pytest."""
     import asyncpg
 
     admin_url = admin_url or os.environ[PG_ENV]
@@ -196,7 +196,6 @@ async def fresh_postgres(admin_url: str | None = None) -> AsyncIterator[str]:
     base, _, query = admin_url.partition("?")
     url = base.rsplit("/", 1)[0] + "/" + name + (f"?{query}" if query else "")
     try:
-        await prepare(url)
         yield url
     finally:
         admin = await asyncpg.connect(admin_url)
