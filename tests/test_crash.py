@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx2
 import pytest
 from mcp import Client
 
@@ -255,9 +256,15 @@ async def _serve(
                 tg.cancel_scope.cancel()
 
             tg.start_soon(watch)
-            async with http.client(mode=mode) as client:
-                srv = Server(client, http.pid)
-                yield srv
+            try:
+                async with http.client(mode=mode) as client:
+                    srv = Server(client, http.pid)
+                    yield srv
+            except* httpx2.ConnectError:
+                # the client's transport may still be sending (a call, the session's DELETE) when its killed
+                # server is reaped: that fails to connect, and only a failure against a live server is one
+                if http.proc.poll() is None:
+                    raise
             tg.cancel_scope.cancel()
     finally:
         with anyio.CancelScope(shield=True):
