@@ -13,7 +13,7 @@ The head is read from the same row as the body in the same statement, so the two
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -101,25 +101,22 @@ class LazyPage(Page):
     __hash__ = None  # type: ignore[assignment]  # as Page's: mutable, compared by value
 
 
-def page_head(page: Page) -> list[Any]:
-    """The head of a page as the store keeps it: the values at ``HEAD_KEYS`` of the page's stored body."""
-    prov = page.provenance
-    return [
-        page.page_id,
-        page.type,
-        page.scope,
-        page.pin,
-        page.min_fidelity.label,
-        page.version,
-        {"source": prov.source, "ref": prov.ref, "turn": prov.turn},
-        page.recompute_cost,
-        page.base_utility,
-        page.created_turn,
-        page.last_access_turn,
-        page.title,
-        page.deleted,
-        *(page.tokens_at(lv) if lv in page.representations else None for lv in TOKEN_LEVELS),
-    ]
+def head_of(body: Mapping[str, Any]) -> list[Any]:
+    """The head of a stored body (``page_to_json``'s dict): its values at ``HEAD_KEYS``, None where one is absent,
+    as SQLite's ``json_extract`` gives them. The commit derives the head from the very dict it stores, so the two
+    cannot disagree."""
+    out: list[Any] = []
+    for keys in HEAD_KEYS:
+        value: Any = body
+        for key in keys:
+            if isinstance(value, Mapping):
+                value = value.get(key)
+            elif isinstance(value, list) and key.isdigit() and int(key) < len(value):
+                value = value[int(key)]
+            else:
+                value = None
+        out.append(value)
+    return out
 
 
 @lru_cache(maxsize=4096)

@@ -42,7 +42,7 @@ from .base import (
     page_to_json,
     session_from_row,
 )
-from .lazy import HEAD_KEYS, page_from_head, page_head
+from .lazy import HEAD_KEYS, head_of, page_from_head
 from .search import (
     WEIGHTS,
     columns,
@@ -61,7 +61,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def head_of(body: str) -> str:
+def head_sql(body: str) -> str:
     """SQL for a page's head (store/lazy.py) as one JSON array, extracted from the body column ``body`` by one
     parse of SQLite's JSON functions."""
     paths = ("'$" + "".join(f"[{k}]" if k.isdigit() else f".{k}" for k in keys) + "'" for keys in HEAD_KEYS)
@@ -207,12 +207,12 @@ MIGRATIONS: tuple[str, ...] = (
     # these triggers, so a head is never stale whoever wrote the row
     f"""
     ALTER TABLE pages ADD COLUMN head TEXT;
-    UPDATE pages SET head = {head_of("body")};
+    UPDATE pages SET head = {head_sql("body")};
     CREATE TRIGGER pages_head_insert AFTER INSERT ON pages WHEN NEW.head IS NULL BEGIN
-        UPDATE pages SET head = {head_of("NEW.body")} WHERE namespace = NEW.namespace AND page_id = NEW.page_id;
+        UPDATE pages SET head = {head_sql("NEW.body")} WHERE namespace = NEW.namespace AND page_id = NEW.page_id;
     END;
     CREATE TRIGGER pages_head_update AFTER UPDATE OF body ON pages WHEN NEW.head IS OLD.head BEGIN
-        UPDATE pages SET head = {head_of("NEW.body")} WHERE namespace = NEW.namespace AND page_id = NEW.page_id;
+        UPDATE pages SET head = {head_sql("NEW.body")} WHERE namespace = NEW.namespace AND page_id = NEW.page_id;
     END;
     """,
     # 5: postings of our own for recall's exact top-k (store/topk.py): per (namespace, term) each live page's
@@ -1095,6 +1095,7 @@ def _commit_row(w: PageCommit) -> tuple[Any, ...]:
     e = w.new_entry
     page = w.page
     cols = columns(page.page_id, page.title, page.fields, page.content)
+    body = page_to_json(page)
     return (
         w.namespace,
         w.page.page_id,
@@ -1102,7 +1103,7 @@ def _commit_row(w: PageCommit) -> tuple[Any, ...]:
         w.page.version,
         int(w.page.deleted),
         encode(cols),
-        dumps(page_to_json(w.page)),
+        dumps(body),
         w.expected_version,
         dumps(w.txn_ids),
         *(
@@ -1110,7 +1111,7 @@ def _commit_row(w: PageCommit) -> tuple[Any, ...]:
             if e is None
             else (e.session_id, e.namespace, e.page_id, e.op, e.commit_mode, dumps(e.request), dumps(e.reasons), e.turn)
         ),
-        dumps(page_head(w.page)),
+        dumps(head_of(body)),
         None if page.deleted else encode_postings(cols),
     )
 

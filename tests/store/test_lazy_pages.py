@@ -20,7 +20,7 @@ from clawvm_mcp.pages import STORED_LEVELS, Fidelity, Page, Provenance
 from clawvm_mcp.store import open_store
 from clawvm_mcp.store import sqlite as sqlite_store
 from clawvm_mcp.store.base import PageCommit, page_to_json
-from clawvm_mcp.store.lazy import HEAD_KEYS, LazyPage, page_from_head
+from clawvm_mcp.store.lazy import LazyPage, head_of, page_from_head
 from clawvm_mcp.tokens import TokenCounter
 
 pytestmark = pytest.mark.anyio
@@ -103,18 +103,7 @@ def test_replace_and_edits_of_a_lazy_page_keep_every_field() -> None:
     whose body was never decoded."""
     want = pages()[4]
     body = dumps(page_to_json(want))
-    data = page_to_json(want)
-
-    def at(keys: tuple[str, ...]) -> object:
-        value: object = data
-        for k in keys:
-            if isinstance(value, list):
-                value = value[int(k)]
-            elif isinstance(value, dict):
-                value = value.get(k)
-        return value
-
-    page = page_from_head([at(keys) for keys in HEAD_KEYS], body)
+    page = page_from_head(head_of(page_to_json(want)), body)
     page.last_access_turn = 9
     bumped = replace(page, version=2, content="new text")
     assert bumped.version == 2 and bumped.content == "new text" and bumped.last_access_turn == 9
@@ -125,7 +114,7 @@ def test_replace_and_edits_of_a_lazy_page_keep_every_field() -> None:
 def _heads(path: Path) -> list[tuple[object, object]]:
     """Each row's stored head beside the head SQLite extracts from its body now, both parsed."""
     with closing(sqlite3.connect(path)) as conn:
-        rows = conn.execute(f"SELECT head, {sqlite_store.head_of('body')} FROM pages ORDER BY page_id").fetchall()
+        rows = conn.execute(f"SELECT head, {sqlite_store.head_sql('body')} FROM pages ORDER BY page_id").fetchall()
     return [(None if h is None else json.loads(h), json.loads(b)) for h, b in rows]
 
 
