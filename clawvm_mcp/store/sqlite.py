@@ -483,9 +483,14 @@ class SQLiteStore:
         c = self._conn
         try:
             await c.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
-            app_id = await self._scalar("PRAGMA application_id")
-            version = await self._scalar("PRAGMA user_version")
-            tables = await self._scalar("SELECT count(*) FROM sqlite_master")
+            # one statement, so one snapshot: read apart, another process's first migration could commit between
+            # them, and its tables without its application id looked like another application's database
+            header = await self._one(
+                "SELECT (SELECT application_id FROM pragma_application_id),"
+                " (SELECT user_version FROM pragma_user_version), (SELECT count(*) FROM sqlite_master)"
+            )
+            assert header is not None
+            app_id, version, tables = (int(v) for v in header)
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.path} is not a usable SQLite database ({exc})") from exc
         if app_id not in (0, APPLICATION_ID) or (app_id == 0 and tables):
