@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from .cost_order import CostOrder
+from .gc_pause import gc_paused
 from .pages import PIN_RANK, TYPE_POLICIES, Fidelity, Page, PageType, levels_for
 
 NONE = Fidelity.NONE
@@ -64,9 +65,10 @@ class PageSizes:
     @classmethod
     def of(cls, page: Page) -> PageSizes:
         levels, descending, next_level = _shape(page.type, page.min_fidelity)
+        counts = page.token_counts()  # a lazily loaded page answers from its head, without decoding
         tokens = [0] * 5  # levels off the page's path read 0
         for lv in levels:
-            tokens[lv] = page.tokens_at(lv)  # a lazily loaded page answers from its head, without decoding
+            tokens[lv] = counts[lv]
         least_from, most_from = [0] * 5, [0] * 5
         least = most = tokens[levels[-1]]
         for lv in descending:  # plain comparisons: min()/max() calls were a fifth of building a table
@@ -171,7 +173,8 @@ class PageTable(MutableMapping[str, Page]):
     def __setitem__(self, page_id: str, page: Page) -> None:
         if page.page_id != page_id:
             raise KeyError(f"page {page.page_id!r} stored under {page_id!r}")
-        self._unindex(page_id)
+        if page_id in self._pages:  # a new page has nothing to unindex: most of a 100,000-page load
+            self._unindex(page_id)
         self._pages[page_id] = page
         if not page.deleted:
             self._index(PageSizes.of(page))
@@ -234,8 +237,9 @@ class PageTable(MutableMapping[str, Page]):
         stream = self._streams.get(name)
         if stream is None:
             stream = self._streams[name] = Stream(key)
-            for s in self.sizes.values():
-                stream.add(s)
+            with gc_paused():  # a key tuple per page, none in a cycle (gc_pause.py)
+                for s in self.sizes.values():
+                    stream.add(s)
         return stream
 
 

@@ -54,7 +54,7 @@ from .base import (
     page_to_json,
     session_from_row,
 )
-from .lazy import HEAD_KEYS, page_from_head
+from .lazy import HEAD_KEYS, page_from_head, parse_head
 from .search import K1, WEIGHTS, B, SearchColumns, decode, matched, search_text
 
 log = logging.getLogger(__name__)
@@ -525,7 +525,7 @@ class PostgresStore:
     @_translated
     async def load_pages(self, namespaces: list[str]) -> list[tuple[str, Page]]:
         rows = await self._pool.fetch(LOAD_PAGES, namespaces)
-        return [(row[0], page_from_head(json.loads(row[1]), row[2])) for row in rows]
+        return [(row[0], page_from_head(parse_head(row[1]), row[2])) for row in rows]
 
     @_translated
     async def get_page(self, namespace: str, page_id: str) -> Page | None:

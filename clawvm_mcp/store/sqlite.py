@@ -42,7 +42,7 @@ from .base import (
     page_to_json,
     session_from_row,
 )
-from .lazy import HEAD_KEYS, head_of, page_from_head
+from .lazy import HEAD_KEYS, head_of, page_from_head, parse_head
 from .search import (
     WEIGHTS,
     columns,
@@ -737,7 +737,9 @@ class SQLiteStore:
     @_translated
     async def load_pages(self, namespaces: list[str]) -> list[tuple[str, Page]]:
         marks = ",".join("?" * len(namespaces))
-        sql = f"SELECT namespace, head, body FROM pages WHERE namespace IN ({marks}) AND deleted = 0"
+        # the body as the stored bytes (CAST: no UTF-8 decoding into str, 0.36 against 0.9-1.8 s of CPU at 100,000
+        # pages); json.loads takes bytes when a page is first decoded
+        sql = f"SELECT namespace, head, CAST(body AS BLOB) FROM pages WHERE namespace IN ({marks}) AND deleted = 0"
         # In batches, the next one read by aiosqlite's thread (the GIL released while SQLite reads) while this
         # thread builds the pages of the last: a 100,000-page load overlaps its two halves. Not row by row: that
         # would cross to the thread 100,000 times.
@@ -748,7 +750,7 @@ class SQLiteStore:
             while batch:
                 following = asyncio.ensure_future(cur.fetchmany(LOAD_BATCH))
                 try:
-                    out.extend([(row[0], page_from_head(json.loads(row[1]), row[2])) for row in batch])
+                    out.extend([(row[0], page_from_head(parse_head(row[1]), row[2])) for row in batch])
                 finally:
                     batch = await following
         return out

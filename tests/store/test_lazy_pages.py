@@ -57,6 +57,7 @@ async def test_loaded_pages_decode_lazily_to_exactly_the_committed_pages(store_d
             assert [page.tokens_at(lv) for lv in STORED_LEVELS if lv in want.representations] == [
                 want.tokens_at(lv) for lv in STORED_LEVELS if lv in want.representations
             ]
+            assert page.token_counts() == want.token_counts()  # from the head, still undecoded
             assert (page.type, page.pin, page.min_fidelity, page.version, page.title) == (
                 want.type,
                 want.pin,
@@ -73,6 +74,7 @@ async def test_loaded_pages_decode_lazily_to_exactly_the_committed_pages(store_d
             assert page.text_at(Fidelity.FULL) == want.text_at(Fidelity.FULL)  # the first text read decodes
             assert page.decoded
             assert page == want and want == page  # every field, both ways round
+            assert page.token_counts() == want.token_counts()  # and from the decoded forms
             assert page.fields == want.fields and page.explicit_fields == want.explicit_fields
     finally:
         await store.close()
