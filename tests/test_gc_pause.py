@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from clawvm_mcp import gc_pause
 from clawvm_mcp.engine import ClawVMEngine
 from clawvm_mcp.engine.merge import PageMerger
 from clawvm_mcp.gc_pause import gc_paused
@@ -53,6 +54,25 @@ def test_a_collector_switched_off_by_the_application_stays_off() -> None:
     finally:
         if was:
             gc.enable()
+
+
+def test_a_pause_that_leaves_many_new_objects_freezes_them_and_a_small_one_does_not(
+    collector_on: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(gc_pause, "FREEZE_AT", 5_000)
+    gc.collect()
+    before = gc.get_freeze_count()
+    try:
+        with gc_paused():
+            small = [[i] for i in range(100)]
+        assert gc.get_freeze_count() == before
+        with gc_paused():
+            large = [[i] for i in range(10_000)]
+        assert gc.get_freeze_count() >= before + 10_000  # the table built in the pause is frozen
+        assert gc.isenabled()
+        assert len(small) + len(large) == 10_100
+    finally:
+        gc.unfreeze()
 
 
 def test_an_error_inside_the_pause_still_ends_it(collector_on: None) -> None:
