@@ -24,9 +24,8 @@ from contextlib import contextmanager
 
 __all__ = ["FREEZE_AT", "gc_paused"]
 
-FREEZE_AT = (
-    200_000  # new tracked objects left by a pause above which they are frozen (~ 8 a page: a table of ~25,000 pages)
-)
+# new tracked objects a pause may leave before they are frozen (about 8 a page: a table of ~25,000 pages)
+FREEZE_AT = 200_000
 _depth = 0
 _was_enabled = False
 
