@@ -149,6 +149,7 @@ class PageTable(MutableMapping[str, Page]):
         "sum_free_need",
         "sum_most",
         "prefetch_order",
+        "generation",
         "_streams",
     )
 
@@ -161,6 +162,7 @@ class PageTable(MutableMapping[str, Page]):
         self.sum_free_need = 0  # sum of PageSizes.free_need
         self.sum_most = 0  # every live page from not shown to its largest level
         self.prefetch_order: CostOrder[PrefetchKey] = CostOrder()  # pointer-able pages by phase-1b order
+        self.generation = 0  # counts changes to the index: what a selection checks before it reads the table again
         self._streams: dict[str, Stream] = {}
         for page in pages:
             self[page.page_id] = page
@@ -205,6 +207,7 @@ class PageTable(MutableMapping[str, Page]):
 
     def _index(self, s: PageSizes) -> None:
         pid = s.page.page_id
+        self.generation += 1
         self.sizes[pid] = s
         if s.hard:
             self.hard.add(pid)
@@ -221,6 +224,7 @@ class PageTable(MutableMapping[str, Page]):
         s = self.sizes.pop(page_id, None)
         if s is None:
             return
+        self.generation += 1
         self.hard.discard(page_id)
         self.sum_full -= s.full
         self.sum_free_need -= s.free_need

@@ -48,7 +48,9 @@ class Selection:
         "budget",
         "unmet_required",
         "shortfall_tokens",
-        "_sizes",
+        "table_size",
+        "_table",
+        "_generation",
         "_levels",
         "_reasons",
         "_all_full",
@@ -58,7 +60,7 @@ class Selection:
     def __init__(
         self,
         *,
-        sizes: Mapping[str, PageSizes],
+        table: PageTable,
         levels: dict[str, Fidelity],
         reasons: dict[str, Reason],
         all_full: bool,
@@ -67,15 +69,26 @@ class Selection:
         unmet_required: tuple[str, ...],
         shortfall_tokens: int,
     ) -> None:
-        self._sizes = sizes  # a snapshot: the trace describes the table as it was selected
+        # The table itself, not a copy: copying 100,000 entries was a third of a turn. What is read of it later
+        # (the whole-table trace, an all-full outcome's pages) is refused once the table has changed.
+        self._table = table
+        self._generation = table.generation
         self._levels = levels  # every page placed and its level (all_full needs none of it)
         self._reasons = reasons
         self._all_full = all_full  # every page at full, reason "upgraded" unless it has one in _reasons
         self._choices: tuple[Choice, ...] | None = None
+        self.table_size = len(table.sizes)
         self.tokens_used = tokens_used
         self.budget = budget
         self.unmet_required = unmet_required
         self.shortfall_tokens = shortfall_tokens
+
+    @property
+    def _sizes(self) -> Mapping[str, PageSizes]:
+        """The table's sizes as they were selected from; an error once the table has changed since."""
+        if self._table.generation != self._generation:
+            raise RuntimeError("the page table changed after this selection: select again to read it whole")
+        return self._table.sizes
 
     @property
     def physical_insufficiency(self) -> bool:
@@ -89,10 +102,6 @@ class Selection:
     def resident(self) -> dict[str, Fidelity]:
         """Every page shown, with its level."""
         return dict.fromkeys(self._sizes, FULL) if self._all_full else dict(self._levels)
-
-    @property
-    def table_size(self) -> int:
-        return len(self._sizes)
 
     def shown(self) -> tuple[Choice, ...]:
         """The pages shown and the unmet ones, in page_id order: the trace without the dropped pages. It reads only
@@ -220,7 +229,7 @@ def select(
         _all_at_pointer(table, required, level, reason)
 
     return Selection(
-        sizes=sizes.copy(),
+        table=table,
         levels=level,
         reasons=reason,
         all_full=all_full,

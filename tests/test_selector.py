@@ -180,6 +180,23 @@ def test_page_sizes_pick_the_floor_form_as_the_page_does() -> None:
             assert sizes.at_least(want) == page.at_least(max(want, page.min_fidelity))
 
 
+@pytest.mark.parametrize("budget", [40, 10**9], ids=["some-shown", "all-full"])
+def test_a_selection_reads_the_table_it_was_selected_from_and_refuses_a_changed_one(budget: int) -> None:
+    """A selection keeps the table, not a copy of it (a copy per turn was linear in the table): its whole-table
+    answers hold while the table is as selected, and after any change they refuse rather than describe a table
+    the selection was never made from."""
+    rng = random.Random(11)
+    table = PageTable(replace(_page(rng, f"p{i:02d}"), deleted=False) for i in range(30))
+    _check(table, {}, budget, SelectorPolicy(), {}, {})  # read whole while the table is as selected: true
+    sel = select(table, {}, budget, SelectorPolicy(), {})
+    assert sel.table_size == 30
+    table["p00"] = replace(table["p00"], version=2)
+    for read in (lambda: sel.choices, sel.shown_rows, lambda: sel.level_of("p01") if budget > 40 else sel.choices):
+        with pytest.raises(RuntimeError, match="changed after this selection"):
+            read()
+    assert sel.table_size == 30  # counted when selected
+
+
 def test_a_page_stored_under_another_id_is_refused() -> None:
     page = _page(random.Random(1), "a")
     with pytest.raises(KeyError):
