@@ -164,8 +164,24 @@ class PageTable(MutableMapping[str, Page]):
         self.prefetch_order: CostOrder[PrefetchKey] = CostOrder()  # pointer-able pages by phase-1b order
         self.generation = 0  # counts changes to the index: what a selection checks before it reads the table again
         self._streams: dict[str, Stream] = {}
-        for page in pages:
-            self[page.page_id] = page
+        self._load(pages)
+
+    def _load(self, pages: Iterable[Page]) -> None:
+        """An empty table filled at once: the same index ``__setitem__`` keeps, in bulk (sums summed, the order
+        sorted once). Opening a 100,000-page session builds its table here."""
+        with gc_paused():  # a few objects per page, none in a cycle (gc_pause.py)
+            for page in pages:  # a page listed twice: the later one, as assigning them in turn would keep
+                self._pages[page.page_id] = page
+            live = [PageSizes.of(p) for p in self._pages.values() if not p.deleted]
+            self.sizes = {s.page.page_id: s for s in live}
+            self.hard = {pid for pid, s in self.sizes.items() if s.hard}
+            self.sum_full = sum([s.full for s in live])
+            self.sum_free_need = sum([s.free_need for s in live])
+            self.sum_most = sum([s.most_from[NONE] for s in live])
+            pointers = [(s.prefetch, s.pointer) for s in live if s.pointer is not None]
+            self.sum_pointer = sum([cost for _, cost in pointers])
+            self.prefetch_order = CostOrder.of(pointers)
+            self.generation += len(live)
 
     # ---------------------------------------------------------------- mapping
 
@@ -175,7 +191,7 @@ class PageTable(MutableMapping[str, Page]):
     def __setitem__(self, page_id: str, page: Page) -> None:
         if page.page_id != page_id:
             raise KeyError(f"page {page.page_id!r} stored under {page_id!r}")
-        if page_id in self._pages:  # a new page has nothing to unindex: most of a 100,000-page load
+        if page_id in self._pages:  # a new page has nothing to unindex
             self._unindex(page_id)
         self._pages[page_id] = page
         if not page.deleted:
@@ -240,10 +256,8 @@ class PageTable(MutableMapping[str, Page]):
         one per upgrade mode; the key must depend on the page version alone."""
         stream = self._streams.get(name)
         if stream is None:
-            stream = self._streams[name] = Stream(key)
             with gc_paused():  # a key tuple per page, none in a cycle (gc_pause.py)
-                for s in self.sizes.values():
-                    stream.add(s)
+                stream = self._streams[name] = Stream(key, self.sizes.values())
         return stream
 
 
@@ -252,10 +266,14 @@ class Stream:
 
     __slots__ = ("order", "_key", "_keys")
 
-    def __init__(self, key: Callable[[PageSizes], StepKey]) -> None:
-        self.order: CostOrder[StepKey] = CostOrder()
+    def __init__(self, key: Callable[[PageSizes], StepKey], pages: Iterable[PageSizes] = ()) -> None:
         self._key = key
         self._keys: dict[str, StepKey] = {}  # what each page was filed under, to remove it after it changed
+        entries: list[tuple[StepKey, int]] = []
+        for s in pages:
+            step = self._keys[s.page.page_id] = key(s)
+            entries.append((step, s.entry))
+        self.order: CostOrder[StepKey] = CostOrder.of(entries)  # keys hold the page_id: distinct
 
     def add(self, s: PageSizes) -> None:
         key = self._keys[s.page.page_id] = self._key(s)

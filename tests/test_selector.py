@@ -170,6 +170,40 @@ def test_page_table_sums_follow_every_change() -> None:
         assert table.prefetch_order.keys() == sorted(s.prefetch for s in live if s.pointer is not None), step
 
 
+def test_a_table_built_at_once_indexes_as_one_built_page_by_page() -> None:
+    """Opening a session builds its table in bulk (sums summed, orders sorted once); the index must be the one
+    that assigning the pages in turn keeps, and stay so as the table changes afterwards."""
+    rng = random.Random(5)
+    pages = [_page(rng, f"p{rng.randint(0, 400):03d}") for _ in range(500)]  # repeats: the later one wins
+    bulk, single = PageTable(pages), PageTable()
+    for page in pages:
+        single[page.page_id] = page
+
+    def index(table: PageTable) -> tuple[object, ...]:
+        stream = table.stream("clawvm", lambda s: (-s.entry / 7, s.tie, -int(s.levels[0]), s.page.page_id, s.levels[0]))
+        return (
+            dict(table.items()),
+            set(table.sizes),
+            table.hard,
+            (table.sum_full, table.sum_pointer, table.sum_free_need, table.sum_most),
+            table.prefetch_order.keys(),
+            [(c, least <= c) for _, costs, least in table.prefetch_order.blocks() for c in costs],
+            stream.order.keys(),
+            [(c, least <= c) for _, costs, least in stream.order.blocks() for c in costs],
+        )
+
+    assert index(bulk) == index(single)
+    for step in range(300):
+        pid = f"p{rng.randint(0, 420):03d}"
+        page = _page(rng, pid)
+        for table in (bulk, single):
+            if pid in table and step % 5 == 0:
+                del table[pid]
+            else:
+                table[pid] = page
+        assert index(bulk) == index(single), step
+
+
 def test_page_sizes_pick_the_floor_form_as_the_page_does() -> None:
     rng = random.Random(3)
     for _ in range(500):
@@ -225,8 +259,8 @@ def test_reversed_key_reverses_string_order(smaller: str, larger: str) -> None:
 @pytest.mark.parametrize("block", [1, 2, 3, 64])
 def test_cost_order_finds_the_next_key_that_fits(block: int) -> None:
     rng = random.Random(block)
-    order: CostOrder[int] = CostOrder(block)
-    model: dict[int, int] = {}
+    model: dict[int, int] = {k: rng.randint(0, 40) for k in rng.sample(range(201), 60)}
+    order: CostOrder[int] = CostOrder.of(model.items(), block)  # built at once, then changed key by key
     for step in range(1500):
         key = rng.randint(0, 200)
         if key in model and rng.random() < 0.45:

@@ -125,9 +125,9 @@ async def load(rt: Runtime, record: SessionRecord) -> SessionState:
     version = await rt.store.data_version()
     state = SessionState(record, synced_seq=seq, data_version=version, stale=False)
     with gc_paused():  # millions of acyclic objects: collections during the load cost a third of it, freed nothing
-        for ns, page in await rt.store.load_pages(state.namespaces(rt.config.can_read_project(record.project_id))):
-            state.pages[page.page_id] = page
-            state.namespace[page.page_id] = ns
+        loaded = await rt.store.load_pages(state.namespaces(rt.config.can_read_project(record.project_id)))
+        state.pages = PageTable(page for _, page in loaded)  # indexed in bulk
+        state.namespace = {page.page_id: ns for ns, page in loaded}
     load_calls(state, await rt.store.tool_calls(record.session_id))
     saved = SavedState.of(record)
     state.recency = saved.recency
